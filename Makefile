@@ -1,0 +1,38 @@
+# The README's two commands are `make demo` and `make test`; each sets up .venv first when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: setup demo test test-runtime test-slow bench clean
+
+setup: $(STAMP)
+
+# Reinstall when the dependency pins change. torch==2.13.0 is pinned so pip takes the CPU wheel.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python examples/formats/run.py
+
+# Default suite: everything but the slow marker (includes the torch-free runtime environment).
+test: setup
+	$(PYTEST) -m "not slow"
+
+# Only the torch-free environment: installs the package with onnxruntime + tflite-runtime (numpy<2)
+# in .venv-runtime and runs bundles exported by the main environment.
+test-runtime: setup
+	$(PYTEST) -m runtime_env
+
+test-slow: setup
+	$(PYTEST) -m slow
+
+bench: setup
+	$(BIN)/python benchmarks/formats.py
+
+clean:
+	rm -rf build .pytest_cache .venv-runtime

@@ -1,0 +1,47 @@
+"""Keep native toolchains' chatter (C++ logs, converter progress lines) out of the user's terminal.
+
+The exporters' libraries print to file descriptors 1 and 2 directly, bypassing Python's logging.
+``captured_output`` points both at a temporary file for the duration of a stage and hands the text to
+the debug log (and to the error message, if the stage fails).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
+
+
+class Captured:
+    text: str = ""
+
+
+@contextlib.contextmanager
+def captured_output(stage: str) -> Iterator[Captured]:
+    captured = Captured()
+    if os.environ.get("EDGEKIT_SHOW_NATIVE_OUTPUT"):
+        yield captured
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        try:
+            for fd in (1, 2):
+                os.dup2(sink.fileno(), fd)
+            yield captured
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            captured.text = sink.read().decode("utf-8", "replace")
+            if captured.text.strip():
+                log.debug("native output while %s:\n%s", stage, captured.text.rstrip())

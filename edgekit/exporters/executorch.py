@@ -1,0 +1,71 @@
+"""ExecuTorch (``.pte``): torch.export -> to_edge_transform_and_lower(XNNPACK) -> to_executorch."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from edgekit.errors import UnsupportedOptionError
+from edgekit.exporters.base import require, stage
+from edgekit.models.spec import ModelSpec
+from edgekit.types import ExportOptions, GraphSpec, LoweredGraph
+
+# Nodes that are bookkeeping, not kernels: tuple unpacking and the delegate call itself.
+_NOT_KERNELS = {"getitem", "executorch_call_delegate"}
+
+
+class ExecuTorchExporter:
+    format: ClassVar[str] = "pte"
+    extra: ClassVar[str] = "export"
+
+    def check_environment(self) -> None:
+        require("executorch.exir", "executorch", self.extra, "exporting to ExecuTorch (.pte)")
+
+    def export(self, spec: ModelSpec, out_dir: Path, options: ExportOptions) -> LoweredGraph:
+        self.check_environment()
+        from executorch.exir import to_edge_transform_and_lower
+
+        partitioners = self._partitioners(options.delegate)
+        with stage("pte", "tracing with torch.export"):
+            program = torch.export.export(spec.module, spec.example_inputs)
+        with stage("pte", f"lowering to {options.delegate or 'portable'} kernels"):
+            edge = to_edge_transform_and_lower(program, partitioner=partitioners)
+            undelegated = undelegated_ops(edge.exported_program().graph_module)
+        with stage("pte", "serialising the ExecuTorch program"):
+            buffer = edge.to_executorch().buffer
+        filename = "model.pte"
+        (out_dir / filename).write_bytes(buffer)
+        graph = GraphSpec("forward", filename, spec.input_specs, spec.output_specs(), entry="forward")
+        return LoweredGraph(graph, (filename,), undelegated)
+
+    @staticmethod
+    def _partitioners(delegate: str | None) -> list:
+        if delegate in (None, "xnnpack"):
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+            return [XnnpackPartitioner()]
+        if delegate == "portable":
+            return []
+        raise UnsupportedOptionError("--delegate", delegate, ["xnnpack", "portable"])
+
+
+def undelegated_ops(graph_module: torch.fx.GraphModule) -> dict[str, int]:
+    """Kernels left outside any delegate, by op name (``aten.mean.dim`` ...)."""
+    counts: Counter[str] = Counter()
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = getattr(node.target, "__name__", str(node.target))
+        if name in _NOT_KERNELS:
+            continue
+        counts[_op_name(node.target)] += 1
+    return dict(sorted(counts.items()))
+
+
+def _op_name(target) -> str:
+    # EdgeOpOverload prints its whole schema; its name() is "aten::mean.dim".
+    name = target.name() if hasattr(target, "name") and callable(target.name) else str(target)
+    return name.replace("::", ".")

@@ -1,0 +1,180 @@
+"""``edgekit.export()``: resolve -> lower -> write bundle -> load back -> compare with PyTorch -> manifest.
+
+A bundle appears at its destination only once it has been verified (or the caller allowed a
+mismatch); a rejected export is left beside it as ``<name>.rejected`` for inspection, and a
+previous bundle at the destination is replaced only by a finished one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgekit import runtimes
+from edgekit.bundle import MANIFEST_NAME, SCHEMA_VERSION, describe_files, write_manifest
+from edgekit.errors import BundleError, UnsupportedOptionError, ValidationFailed
+from edgekit.formats import get_format
+from edgekit.models import ModelSpec, resolve_model
+from edgekit.models.spec import run_module
+from edgekit.targets import get_target
+from edgekit.toolchain import edgekit_version, versions
+from edgekit.training import load_state, read_weights
+from edgekit.types import ExportOptions, ExportResult, LoweredGraph, Tolerance, jsonable
+from edgekit.validate import compare, make_inputs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FORMAT = "pte"
+
+
+def resolve_options(
+    target: str | None = None,
+    format: str | None = None,
+    delegate: str | None = None,
+    allow_mismatch: bool = False,
+    samples: int = 8,
+    tolerance: Tolerance | None = None,
+) -> ExportOptions:
+    """Target preset first, then explicit --format / --delegate on top of it."""
+    preset = get_target(target) if target else None
+    fmt_name = format or (preset.format if preset else DEFAULT_FORMAT)
+    fmt = get_format(fmt_name)
+    if delegate is None:
+        delegate = preset.delegate if preset and preset.format == fmt.name else fmt.delegates[0]
+    if delegate not in fmt.delegates:
+        allowed = [d for d in fmt.delegates if d] or ["(none: this format has no delegate option)"]
+        raise UnsupportedOptionError(f"--delegate for {fmt.name}", delegate, allowed)
+    if samples < 1:
+        raise UnsupportedOptionError("--samples", samples, ["an integer >= 1"])
+    return ExportOptions(
+        format=fmt.name, target=target, delegate=delegate,
+        precision=preset.precision if preset else "fp32", allow_mismatch=allow_mismatch,
+        validation_samples=samples, tolerance=tolerance or Tolerance(),
+    )
+
+
+def prepare_model(model: str | ModelSpec, weights: str | Path | None = None, **config: Any) -> ModelSpec:
+    """Build the model and load weights; a weights file's recorded config is the starting config."""
+    if weights is None:
+        return resolve_model(model, **config)
+    state, meta = read_weights(weights)
+    if meta.get("model") and isinstance(model, str) and meta["model"] != model:
+        log.warning("weights %s were saved for %s, loading them into %s", weights, meta["model"], model)
+    spec = resolve_model(model, **{**meta.get("config", {}), **config})
+    load_state(spec, state, str(weights))
+    return spec
+
+
+def export(
+    model: str | ModelSpec,
+    *,
+    target: str | None = None,
+    format: str | None = None,
+    delegate: str | None = None,
+    out_dir: str | Path | None = None,
+    weights: str | Path | None = None,
+    config: dict[str, Any] | None = None,
+    allow_mismatch: bool = False,
+    samples: int = 8,
+    tolerance: Tolerance | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Export ``model`` to a verified bundle directory and return its result.
+
+    Raises ``ValidationFailed`` when the exported outputs disagree with PyTorch beyond tolerance,
+    unless ``allow_mismatch`` is set.
+    """
+    options = resolve_options(target, format, delegate, allow_mismatch, samples, tolerance)
+    notify = on_stage or (lambda _msg: None)
+    notify("building the model")
+    spec = prepare_model(model, weights, **(config or {}))
+    label = options.target or options.format
+    destination = Path(out_dir) if out_dir else Path(f"{spec.name}-{label}")
+    _check_destination(destination)
+    staging = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    start = time.perf_counter()
+    try:
+        fmt = get_format(options.format)
+        notify(f"lowering to {fmt.description}")
+        lowered = fmt.exporter_class()().export(spec, staging, options)
+        manifest = _manifest(spec, options, lowered, staging, time.perf_counter() - start)
+        write_manifest(staging, manifest)
+        notify(f"verifying with {fmt.runtime_class().name}")
+        validation = _validate(spec, staging, options)
+        manifest["validation"] = validation.to_json()
+        manifest["export"]["seconds"] = round(time.perf_counter() - start, 3)
+        write_manifest(staging, manifest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not validation.passed and not allow_mismatch:
+        rejected = destination.with_name(destination.name + ".rejected")
+        shutil.rmtree(rejected, ignore_errors=True)
+        staging.rename(rejected)
+        raise ValidationFailed(options.format, validation.summary(), str(rejected))
+    if destination.exists():
+        shutil.rmtree(destination)
+    staging.rename(destination)
+    log.info("wrote %s (%s)", destination, validation.summary())
+    return ExportResult(str(destination), manifest, validation, time.perf_counter() - start)
+
+
+def _check_destination(destination: Path) -> None:
+    """Only ever replace a previous bundle or an empty directory: never delete a user's other files."""
+    if destination.is_file():
+        raise BundleError(f"{destination} is a file; choose another output directory with -o")
+    if destination.is_dir() and any(destination.iterdir()) and not (destination / MANIFEST_NAME).is_file():
+        raise BundleError(f"{destination} exists and is not an edgekit bundle; refusing to overwrite it (use -o)")
+
+
+def _manifest(
+    spec: ModelSpec, options: ExportOptions, lowered: LoweredGraph, bundle_dir: Path, seconds: float
+) -> dict[str, Any]:
+    undelegated = lowered.undelegated_ops
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "edgekit_version": edgekit_version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": {
+            "name": spec.name, "family": spec.family, "parameters": spec.parameters, "task": spec.task,
+            "config": jsonable(spec.config), "class_names": list(spec.class_names) if spec.class_names else None,
+            "dataset": spec.dataset,
+        },
+        "format": options.format,
+        "target": options.target,
+        "delegate": options.delegate,
+        "precision": options.precision,
+        "graphs": [lowered.spec.to_json()],
+        "files": describe_files(bundle_dir, list(lowered.files)),
+        "validation": {"passed": False, "pending": True},
+        "export": {
+            "seconds": round(seconds, 3),
+            "undelegated_ops": undelegated,
+            "undelegated_op_count": sum(undelegated.values()) if undelegated is not None else None,
+        },
+        "toolchain": {k: v for k, v in versions().items() if v is not None},
+        "extras": {},
+    }
+
+
+def _validate(spec: ModelSpec, bundle_dir: Path, options: ExportOptions):
+    """Run the written bundle with its runtime and PyTorch on the same inputs and compare."""
+    input_sets = [{n: t.numpy() for n, t in zip(spec.input_names, spec.example_inputs)}]
+    input_sets += make_inputs(spec.input_specs, options.validation_samples - 1, seed=options.seed)
+    reference = []
+    for sample in input_sets:
+        outputs = run_module(spec.module, tuple(torch.from_numpy(sample[n]) for n in spec.input_names))
+        reference.append({n: o.numpy() for n, o in zip(spec.output_names, outputs)})
+    with runtimes.load(bundle_dir) as runtime:
+        candidate = [runtime.run(sample) for sample in input_sets]
+    return compare(reference, candidate, options.tolerance, classify=spec.task == "classification")

@@ -1,0 +1,66 @@
+"""The table of export formats: one row per format, read by exporters, runtimes and the CLI.
+
+It names modules as strings so that reading the table imports neither torch nor any runtime.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from edgekit.registry import Registry
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    suffix: str
+    description: str
+    exporter: str  # "module:Class" of the Exporter
+    runtime: str  # "module:Class" of the Runtime
+    runtime_extra: str  # pip extra that installs the runtime alone
+    delegates: tuple[str | None, ...]  # allowed --delegate values; the first is the default
+
+    def exporter_class(self) -> type:
+        return _resolve(self.exporter)
+
+    def runtime_class(self) -> type:
+        return _resolve(self.runtime)
+
+
+FORMATS: Registry[Format] = Registry("format")
+
+for _fmt in (
+    Format(
+        "pte", ".pte", "ExecuTorch program",
+        "edgekit.exporters.executorch:ExecuTorchExporter", "edgekit.runtimes.executorch:ExecuTorchRuntime",
+        "executorch", ("xnnpack", "portable"),
+    ),
+    Format(
+        "tflite", ".tflite", "LiteRT (TFLite) flatbuffer",
+        "edgekit.exporters.tflite:TFLiteExporter", "edgekit.runtimes.litert:LiteRTRuntime",
+        "tflite", (None,),
+    ),
+    Format(
+        "onnx", ".onnx", "ONNX graph (dynamo exporter)",
+        "edgekit.exporters.onnx:OnnxExporter", "edgekit.runtimes.onnxruntime:OnnxRuntime",
+        "onnx", (None,),
+    ),
+):
+    FORMATS.add(_fmt.name, _fmt)
+
+
+def get_format(name: str) -> Format:
+    return FORMATS.get(name)
+
+
+def format_for_suffix(filename: str) -> Format | None:
+    for _, fmt in FORMATS.items():
+        if filename.endswith(fmt.suffix):
+            return fmt
+    return None
+
+
+def _resolve(ref: str) -> type:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,123 @@
+"""What a model factory returns, and the registry that names the factories."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from edgekit.errors import ConfigError, UnsupportedOptionError
+from edgekit.registry import Registry
+from edgekit.types import TensorSpec
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model ready to export: the module in eval mode, example inputs and named I/O.
+
+    ``config`` holds the factory arguments that built it, so a bundle or a weights file can
+    rebuild the same architecture. ``dataset`` names the built-in dataset the model fits, if any.
+    """
+
+    name: str
+    family: str
+    module: torch.nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    config: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"
+    class_names: tuple[str, ...] | None = None
+    dataset: str | None = None
+
+    @property
+    def input_specs(self) -> tuple[TensorSpec, ...]:
+        return tuple(
+            TensorSpec(n, tuple(t.shape), _numpy_dtype_name(t.dtype))
+            for n, t in zip(self.input_names, self.example_inputs, strict=True)
+        )
+
+    def output_specs(self) -> tuple[TensorSpec, ...]:
+        outputs = run_module(self.module, self.example_inputs)
+        return tuple(
+            TensorSpec(n, tuple(t.shape), _numpy_dtype_name(t.dtype))
+            for n, t in zip(self.output_names, outputs, strict=True)
+        )
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+
+def run_module(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Call a module and return its outputs as a flat tuple (a single tensor becomes a 1-tuple)."""
+    with torch.no_grad():
+        out = module(*inputs)
+    if isinstance(out, torch.Tensor):
+        return (out,)
+    if isinstance(out, dict):
+        return tuple(out.values())
+    return tuple(out)
+
+
+def _numpy_dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str
+    factory: Callable[..., ModelSpec]
+    description: str
+
+    def defaults(self) -> dict[str, Any]:
+        return {
+            p.name: p.default
+            for p in inspect.signature(self.factory).parameters.values()
+            if p.default is not inspect.Parameter.empty
+        }
+
+    def build(self, **overrides: Any) -> ModelSpec:
+        allowed = self.defaults()
+        unknown = sorted(set(overrides) - set(allowed))
+        if unknown:
+            raise UnsupportedOptionError(f"{self.name} option", unknown[0], sorted(allowed))
+        for key, value in overrides.items():
+            _check_type(self.name, key, value, allowed[key])
+        config = {**allowed, **overrides}
+        try:
+            spec = self.factory(**config)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"cannot build {self.name} with {overrides}: {exc}") from exc
+        spec.module.eval()
+        return spec
+
+
+def _check_type(model: str, key: str, value: Any, default: Any) -> None:
+    if default is None or isinstance(value, type(default)):
+        return
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if isinstance(default, (tuple, list)) and isinstance(value, (tuple, list)):
+        return
+    raise ConfigError(
+        f"{model} option {key} takes a {type(default).__name__} (default {default!r}), got {value!r}"
+    )
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def register_model(name: str, family: str, description: str = "") -> Callable:
+    """Register ``factory(**config) -> ModelSpec`` under ``name``; keyword defaults are the config."""
+
+    def wrap(factory: Callable[..., ModelSpec]) -> Callable[..., ModelSpec]:
+        doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
+        MODELS.add(name, ModelEntry(name, family, factory, doc))
+        return factory
+
+    return wrap

@@ -1,0 +1,83 @@
+"""Plain Vision Transformer classifiers (ViT / DeiT layout), the family the splitter builds on."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgekit.models.layers import Block, LayerNorm
+from edgekit.models.spec import ModelSpec, register_model
+
+
+class VisionTransformer(nn.Module):
+    def __init__(
+        self,
+        img_size: int,
+        patch_size: int,
+        in_chans: int,
+        num_classes: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: float,
+    ):
+        super().__init__()
+        if img_size % patch_size:
+            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+        self.num_patches = (img_size // patch_size) ** 2
+        self.patch_embed = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, self.num_patches + 1, dim) * 0.02)
+        self.blocks = nn.Sequential(*[Block(dim, heads, int(dim * mlp_ratio)) for _ in range(depth)])
+        self.norm = LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+        self.apply(_init_weights)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled (class-token) feature, (B, dim)."""
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, N, dim)
+        # Prepending the class token by padding a zero row and adding (cls + pos) is exact and, unlike
+        # cat(cls.expand(B, ...)), leaves no expand op outside the XNNPACK delegate.
+        start = F.pad(self.cls_token, (0, 0, 0, self.num_patches))
+        tokens = F.pad(tokens, (0, 0, 1, 0)) + (self.pos_embed + start)
+        tokens = self.norm(self.blocks(tokens))
+        return tokens[:, :1].flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.zeros_(module.bias)
+
+
+def _vit_spec(name: str, **config) -> ModelSpec:
+    module = VisionTransformer(**config)
+    example = torch.randn(1, config["in_chans"], config["img_size"], config["img_size"])
+    classes = tuple(str(i) for i in range(config["num_classes"])) if config["num_classes"] == 10 else None
+    return ModelSpec(
+        name=name, family="vit", module=module, example_inputs=(example,),
+        input_names=("image",), output_names=("logits",), config=dict(config), class_names=classes,
+    )
+
+
+@register_model("vit_tiny", family="vit")
+def vit_tiny(
+    img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
+    dim: int = 192, depth: int = 12, heads: int = 3, mlp_ratio: float = 4.0,
+) -> ModelSpec:
+    """ViT-Ti/16 (DeiT-tiny layout): 12 blocks of width 192, 3 heads; every size configurable."""
+    return _vit_spec("vit_tiny", **locals())
+
+
+@register_model("vit_digits", family="vit", description="ViT sized for 8x8 digits: 2x2 patches, 4 blocks of width 64")
+def vit_digits(
+    img_size: int = 8, patch_size: int = 2, in_chans: int = 1, num_classes: int = 10,
+    dim: int = 64, depth: int = 4, heads: int = 4, mlp_ratio: float = 2.0,
+) -> ModelSpec:
+    return replace(_vit_spec("vit_digits", **locals()), dataset="digits")

@@ -1,0 +1,54 @@
+"""Deployment targets: a device class mapped to the format, delegate and precision that serve it best.
+
+The reasons are part of the table so that ``edgekit targets`` can show them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgekit.registry import Registry
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    format: str
+    delegate: str | None
+    precision: str
+    why: str
+
+
+TARGETS: Registry[Target] = Registry("target")
+
+for _target in (
+    Target(
+        "android", "pte", "xnnpack", "fp32",
+        "ExecuTorch is PyTorch's on-device runtime for Android apps; XNNPACK runs the float kernels on the ARM CPU.",
+    ),
+    Target(
+        "ios", "pte", "xnnpack", "fp32",
+        "ExecuTorch links into iOS apps the same way; XNNPACK is the portable CPU delegate (Core ML is not verified here).",
+    ),
+    Target(
+        "rpi4", "tflite", None, "fp32",
+        "LiteRT applies XNNPACK itself and needs only tflite-runtime + numpy on a Pi; it was the fastest runtime on ViTs here.",
+    ),
+    Target(
+        "rpi5", "tflite", None, "fp32",
+        "Same reasoning as rpi4: LiteRT's XNNPACK kernels use the Cortex-A76 NEON units, no torch needed on the device.",
+    ),
+    Target(
+        "jetson", "onnx", None, "fp32",
+        "ONNX Runtime ships Jetson builds with CUDA and TensorRT execution providers; the CPU provider verifies it here.",
+    ),
+    Target(
+        "linux-x86_64", "onnx", None, "fp32",
+        "ONNX Runtime is the most widely deployed server/desktop runtime and installs as one wheel without torch.",
+    ),
+):
+    TARGETS.add(_target.name, _target)
+
+
+def get_target(name: str) -> Target:
+    return TARGETS.get(name)

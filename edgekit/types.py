@@ -1,0 +1,168 @@
+"""Values passed between the stages of edgekit: frozen dataclasses, no torch needed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+# dtypes a bundle may declare for a tensor; names follow numpy.
+DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, static shape and dtype of one graph input or output."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TensorSpec:
+        return cls(name=str(data["name"]), shape=tuple(data["shape"]), dtype=str(data["dtype"]))
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.dtype}[{', '.join(map(str, self.shape))}]"
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One executable graph of a bundle (most bundles have exactly one, named ``forward``)."""
+
+    name: str
+    file: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    # The runtime's own name for the graph (ExecuTorch method, TFLite signature key), when it has one.
+    entry: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "file": self.file,
+            "entry": self.entry,
+            "inputs": [t.to_json() for t in self.inputs],
+            "outputs": [t.to_json() for t in self.outputs],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GraphSpec:
+        return cls(
+            name=str(data["name"]),
+            file=str(data["file"]),
+            entry=data.get("entry"),
+            inputs=tuple(TensorSpec.from_json(t) for t in data["inputs"]),
+            outputs=tuple(TensorSpec.from_json(t) for t in data["outputs"]),
+        )
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What "agrees with PyTorch" means for one export.
+
+    An output passes when ``max_abs_err <= atol + rtol * max|reference|`` and the cosine
+    similarity of the flattened outputs is at least ``min_cosine``.
+    """
+
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    min_cosine: float = 0.9999
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """How an exported model's outputs compare with PyTorch's on the same inputs."""
+
+    passed: bool
+    max_abs_err: float
+    allowed_abs_err: float
+    cosine: float
+    top1_agreement: float | None
+    samples: int
+    tolerance: Tolerance
+    per_output: tuple[dict[str, Any], ...] = ()
+
+    def summary(self) -> str:
+        top1 = "n/a" if self.top1_agreement is None else f"{self.top1_agreement:.1%}"
+        return (
+            f"max abs error {self.max_abs_err:.3g} (allowed {self.allowed_abs_err:.3g}), "
+            f"cosine {self.cosine:.6f} (min {self.tolerance.min_cosine}), top-1 agreement {top1} "
+            f"over {self.samples} inputs"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "max_abs_err": self.max_abs_err,
+            "allowed_abs_err": self.allowed_abs_err,
+            "cosine": self.cosine,
+            "top1_agreement": self.top1_agreement,
+            "samples": self.samples,
+            "tolerance": self.tolerance.to_json(),
+            "per_output": list(self.per_output),
+        }
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What the user asked of one export, after the target preset is resolved."""
+
+    format: str
+    target: str | None = None
+    delegate: str | None = None
+    precision: str = "fp32"
+    allow_mismatch: bool = False
+    validation_samples: int = 8
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LoweredGraph:
+    """What an exporter wrote for one graph, before validation."""
+
+    spec: GraphSpec
+    # Files the graph needs, relative to the bundle directory (a .onnx may bring a .onnx.data).
+    files: tuple[str, ...]
+    # Ops that run outside the delegate (op name -> count); None when the format has no delegate notion.
+    undelegated_ops: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A finished export: where the bundle is and how it compared with PyTorch."""
+
+    bundle_dir: str
+    manifest: dict[str, Any]
+    validation: ValidationResult
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.validation.passed
+
+
+def jsonable(value: Any) -> Any:
+    """Config values as JSON-safe primitives (tuples become lists, numpy scalars Python numbers)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    return value

@@ -1,0 +1,84 @@
+"""Compare a runtime's outputs with reference outputs: max abs error, cosine, top-1 agreement.
+
+Numpy only, so a device without torch can re-check a bundle against saved references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgekit.types import TensorSpec, Tolerance, ValidationResult
+
+
+def make_inputs(specs: Sequence[TensorSpec], count: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """``count`` input sets drawn from N(0, 1) (floats) or small non-negative integers (int ids)."""
+    rng = np.random.default_rng(seed)
+    sets = []
+    for _ in range(count):
+        sample = {}
+        for spec in specs:
+            if np.issubdtype(spec.numpy_dtype, np.floating):
+                sample[spec.name] = rng.standard_normal(spec.shape).astype(spec.numpy_dtype)
+            elif spec.dtype == "bool":
+                sample[spec.name] = rng.integers(0, 2, spec.shape).astype(bool)
+            else:
+                sample[spec.name] = rng.integers(0, 8, spec.shape).astype(spec.numpy_dtype)
+        sets.append(sample)
+    return sets
+
+
+def compare(
+    reference: Sequence[dict[str, np.ndarray]],
+    candidate: Sequence[dict[str, np.ndarray]],
+    tolerance: Tolerance,
+    classify: bool = True,
+) -> ValidationResult:
+    """Judge ``candidate`` against ``reference`` (one dict of named outputs per input set).
+
+    Top-1 agreement is computed on the last axis of the first output when ``classify`` is set.
+    """
+    if len(reference) != len(candidate) or not reference:
+        raise ValueError("reference and candidate need the same, non-zero number of samples")
+    names = list(reference[0])
+    per_output = []
+    worst_err, worst_allowed, min_cos, passed = 0.0, 0.0, 1.0, True
+    for name in names:
+        ref = np.stack([np.asarray(r[name], dtype=np.float64) for r in reference])
+        got = np.stack([np.asarray(c[name], dtype=np.float64) for c in candidate])
+        if ref.shape != got.shape:
+            per_output.append({"name": name, "error": f"shape {got.shape[1:]} != reference {ref.shape[1:]}"})
+            passed = False
+            worst_err = float("inf")
+            continue
+        err = float(np.max(np.abs(ref - got))) if ref.size else 0.0
+        allowed = tolerance.atol + tolerance.rtol * float(np.max(np.abs(ref))) if ref.size else tolerance.atol
+        cos = cosine(ref, got)
+        ok = bool(np.isfinite(got).all()) and err <= allowed and cos >= tolerance.min_cosine
+        passed &= ok
+        if err - allowed > worst_err - worst_allowed or not per_output:
+            worst_err, worst_allowed = err, allowed
+        min_cos = min(min_cos, cos)
+        per_output.append({"name": name, "max_abs_err": err, "allowed_abs_err": allowed, "cosine": cos, "passed": ok})
+    top1 = None
+    if classify and names:
+        top1 = top1_agreement([r[names[0]] for r in reference], [c[names[0]] for c in candidate])
+    return ValidationResult(
+        passed=passed, max_abs_err=worst_err, allowed_abs_err=worst_allowed, cosine=min_cos,
+        top1_agreement=top1, samples=len(reference), tolerance=tolerance, per_output=tuple(per_output),
+    )
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel(), b.ravel()
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+    if denom == 0.0:
+        return 1.0 if float(np.abs(a - b).max(initial=0.0)) == 0.0 else 0.0
+    return float(np.dot(a, b) / denom)
+
+
+def top1_agreement(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> float:
+    ref = np.concatenate([np.asarray(r).reshape(-1, np.asarray(r).shape[-1]) for r in reference])
+    got = np.concatenate([np.asarray(c).reshape(-1, np.asarray(c).shape[-1]) for c in candidate])
+    return float(np.mean(ref.argmax(-1) == got.argmax(-1)))

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny model configurations and bundles exported once per test session."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Every registered model needs a tiny configuration here: the round-trip test is parametrized over
+# the registry and fails for a model without one (tests/test_roundtrip.py::test_every_model_has_a_tiny_config).
+TINY_CONFIGS: dict[str, dict[str, Any]] = {
+    "vit_tiny": {"img_size": 32, "patch_size": 8, "dim": 32, "depth": 2, "heads": 2, "num_classes": 10},
+    "vit_digits": {"depth": 2},
+    "cnn_small": {"widths": [8, 16]},
+}
+
+for _name in ("torch", "torchao", "executorch", "onnxscript", "absl", "root"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+
+class BundleCache:
+    """Exports each (model, format) once per session; tests that modify a bundle take a copy."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._done: dict[tuple[str, str], Any] = {}
+
+    def get(self, model: str, fmt: str):
+        key = (model, fmt)
+        if key not in self._done:
+            from edgekit.exporters.pipeline import export
+
+            self._done[key] = export(
+                model, format=fmt, out_dir=self.root / f"{model}-{fmt}", config=TINY_CONFIGS[model], samples=4
+            )
+        return self._done[key]
+
+    def path(self, model: str, fmt: str) -> Path:
+        return Path(self.get(model, fmt).bundle_dir)
+
+    def copy(self, model: str, fmt: str, dest: Path) -> Path:
+        target = dest / f"{model}-{fmt}"
+        shutil.copytree(self.path(model, fmt), target)
+        return target
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory) -> BundleCache:
+    return BundleCache(tmp_path_factory.mktemp("bundles"))
+
+
+@pytest.fixture(scope="session")
+def tiny_configs() -> dict[str, dict[str, Any]]:
+    return TINY_CONFIGS

@@ -1,0 +1,50 @@
+"""Every built-in model through every format, through the one shared round-trip helper."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgekit.formats import FORMATS
+from edgekit.models import list_models
+from tests.conftest import TINY_CONFIGS
+from tests.roundtrip import assert_roundtrip
+
+MODELS = list_models()
+FORMAT_NAMES = FORMATS.names()
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+@pytest.mark.parametrize("model", MODELS)
+def test_roundtrip(bundles, model, fmt):
+    manifest = assert_roundtrip(bundles.path(model, fmt), model, TINY_CONFIGS[model])
+    assert manifest["format"] == fmt
+    assert manifest["model"]["name"] == model
+    for entry in manifest["files"].values():
+        assert len(entry["sha256"]) == 64 and entry["bytes"] > 0
+    if fmt == "pte":
+        # Built-in models are written so that XNNPACK takes every op (models/layers.py says how).
+        assert manifest["export"]["undelegated_ops"] == {}, manifest["export"]["undelegated_ops"]
+    if fmt == "onnx":
+        assert {"model.onnx", "model.onnx.data"} <= set(manifest["files"])
+
+
+def test_every_model_has_a_tiny_config():
+    assert sorted(TINY_CONFIGS) == MODELS, "add a tiny configuration for new models to tests/conftest.py"
+
+
+def test_every_format_has_an_exporter_and_a_runtime():
+    for name, fmt in FORMATS.items():
+        exporter = fmt.exporter_class()
+        assert exporter.format == name
+        assert fmt.runtime_class().name
+
+
+def test_portable_delegate_leaves_ops_undelegated(bundles, tmp_path):
+    # The same model without XNNPACK: the report must count the kernels left on the portable runtime.
+    from edgekit.exporters.pipeline import export
+
+    result = export("cnn_small", format="pte", delegate="portable", out_dir=tmp_path / "b", config=TINY_CONFIGS["cnn_small"], samples=2)
+    ops = result.manifest["export"]["undelegated_ops"]
+    assert result.passed
+    assert ops and sum(ops.values()) > 5
+    assert any("convolution" in name for name in ops)

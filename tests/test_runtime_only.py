@@ -1,0 +1,90 @@
+"""Bundles run on a device without torch: a separate virtual environment with only the runtimes.
+
+The environment mirrors a Raspberry Pi with Python 3.11: edgekit's base install (numpy, click,
+rich), ONNX Runtime and the legacy tflite-runtime wheel, which needs numpy<2 and so can never
+share an environment with torch/ExecuTorch. It is built once into .venv-runtime and reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgekit.exporters.pipeline import prepare_model
+from tests.conftest import TINY_CONFIGS
+
+pytestmark = pytest.mark.runtime_env
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / ".venv-runtime"
+REQUIREMENTS = ["numpy<2", "tflite-runtime==2.14.0"]
+STAMP = VENV / ".installed"
+
+
+def _venv_python() -> Path:
+    return VENV / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def runtime_env() -> Path:
+    wanted = json.dumps(REQUIREMENTS + [(ROOT / "pyproject.toml").read_text()])
+    if not (STAMP.is_file() and STAMP.read_text() == wanted):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+        pip = [str(_venv_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, f"{ROOT}[onnx]", *REQUIREMENTS], check=True, timeout=900)
+        STAMP.write_text(wanted)
+    return _venv_python()
+
+
+def _run(python: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([str(python), *args], capture_output=True, text=True, timeout=300, env=env, cwd="/")
+
+
+def test_environment_has_no_torch(runtime_env):
+    proc = _run(runtime_env, "-c", "import importlib.util as u, numpy; print(u.find_spec('torch') is None, numpy.__version__)")
+    assert proc.returncode == 0, proc.stderr
+    no_torch, numpy_version = proc.stdout.split()
+    assert no_torch == "True" and numpy_version.startswith("1.")
+    proc = _run(runtime_env, "-c", "import sys, edgekit, edgekit.bundle, edgekit.runtimes, edgekit.cli; "
+                "import edgekit.runtimes.onnxruntime, edgekit.runtimes.litert; print('torch' in sys.modules)")
+    assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
+
+
+@pytest.mark.parametrize("model", ["vit_digits", "cnn_small"])
+@pytest.mark.parametrize("fmt, backend", [("onnx", None), ("tflite", "tflite_runtime")])
+def test_bundles_run_without_torch(runtime_env, bundles, tmp_path, model, fmt, backend):
+    spec = prepare_model(model, **TINY_CONFIGS[model])
+    x = np.random.default_rng(7).standard_normal(spec.input_specs[0].shape).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    proc = _run(runtime_env, "-m", "edgekit.cli", "run", str(bundles.path(model, fmt)), "-i", str(tmp_path / "x.npy"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert payload["backend"] == backend
+    got = np.array(payload["outputs"]["logits"]["values"], dtype=np.float32)
+    with torch.no_grad():
+        want = spec.module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_tampered_bundle_is_refused_without_torch_too(runtime_env, bundles, tmp_path):
+    bundle = bundles.copy("cnn_small", "tflite", tmp_path)
+    data = bytearray((bundle / "model.tflite").read_bytes())
+    data[200] ^= 0xFF
+    (bundle / "model.tflite").write_bytes(bytes(data))
+    proc = _run(runtime_env, "-m", "edgekit.cli", "run", str(bundle), "--random")
+    assert proc.returncode == 2
+    assert "sha256" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_pte_bundle_names_the_missing_extra(runtime_env, bundles):
+    proc = _run(runtime_env, "-m", "edgekit.cli", "run", str(bundles.path("cnn_small", "pte")), "--random")
+    assert proc.returncode == 2
+    assert "pip install 'edgekit-sdk[executorch]'" in proc.stderr
