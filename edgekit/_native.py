@@ -8,6 +8,7 @@ the debug log (and to the error message, if the stage fails).
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import sys
@@ -30,11 +31,14 @@ def captured_output(stage: str) -> Iterator[Captured]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = {fd: os.dup(fd) for fd in (1, 2)}
+    # Python-level writes too: some bindings print through sys.stderr, which may not be fd 2.
+    python_sink = io.StringIO()
     with tempfile.TemporaryFile(mode="w+b") as sink:
         try:
             for fd in (1, 2):
                 os.dup2(sink.fileno(), fd)
-            yield captured
+            with contextlib.redirect_stdout(python_sink), contextlib.redirect_stderr(python_sink):
+                yield captured
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -42,6 +46,6 @@ def captured_output(stage: str) -> Iterator[Captured]:
                 os.dup2(copy, fd)
                 os.close(copy)
             sink.seek(0)
-            captured.text = sink.read().decode("utf-8", "replace")
+            captured.text = sink.read().decode("utf-8", "replace") + python_sink.getvalue()
             if captured.text.strip():
                 log.debug("native output while %s:\n%s", stage, captured.text.rstrip())

@@ -328,7 +328,8 @@ def train(model, data, epochs, lr, batch_size, seed, output, settings) -> None:
     save_weights(output, spec, {"dataset": data, "test_accuracy": result.test_accuracy, "epochs": epochs})
     out.print(
         f"{spec.name}: held-out accuracy [bold]{result.test_accuracy:.2%}[/bold] on {data} after {epochs} epochs "
-        f"({result.train_seconds:.1f} s, {_count(spec.parameters)} parameters) -> {output}"
+        f"({result.train_seconds:.1f} s, {_count(spec.parameters)} parameters) -> {output}",
+        soft_wrap=True,
     )
 
 
@@ -347,7 +348,8 @@ def evaluate(target, data, weights, settings) -> None:
         result = evaluate_model(target, data, weights=weights, config=_parse_settings(settings))
     out.print(
         f"{result.subject}: accuracy [bold]{result.accuracy:.2%}[/bold] on {result.samples} held-out "
-        f"{result.dataset} samples ({result.runner})"
+        f"{result.dataset} samples ({result.runner})",
+        soft_wrap=True,
     )
 
 

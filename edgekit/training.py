@@ -71,7 +71,7 @@ def train_classifier(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         loss_value = total / len(order)
         accuracy = evaluate_module(spec, split)
         history.append((epoch, loss_value, accuracy))

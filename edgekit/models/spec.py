@@ -90,7 +90,11 @@ class ModelEntry:
             _check_type(self.name, key, value, allowed[key])
         config = {**allowed, **overrides}
         try:
-            spec = self.factory(**config)
+            # Fixed seed: an untrained built-in model is the same model in every process, so a bundle
+            # can be re-checked against a freshly built reference.
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                spec = self.factory(**config)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"cannot build {self.name} with {overrides}: {exc}") from exc
         spec.module.eval()
