@@ -42,6 +42,7 @@ class LiteRTRuntime(Runtime):
     def _open(self, graph: GraphSpec | None) -> None:
         interpreter_cls, self.backend = _interpreter_class()
         self._interpreter = interpreter_cls(model_path=str(self.model_file), num_threads=self.threads or 2)
+        self._interpreter.allocate_tensors()  # applies the XNNPACK delegate now, while its banner is captured
         signatures = self._interpreter.get_signature_list()
         self._entry = (graph.entry if graph else None) or (next(iter(signatures)) if signatures else None)
         if self._entry is None:
