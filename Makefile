@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: setup demo test test-runtime test-slow bench clean
+.PHONY: setup demo test test-runtime test-slow bench lint clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python benchmarks/formats.py
+
+lint: setup
+	$(BIN)/ruff check edgekit tests benchmarks examples
+	$(BIN)/ruff format --check edgekit tests benchmarks examples
 
 clean:
 	rm -rf build .pytest_cache .venv-runtime

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from edgekit._native import quiet_toolchain_logs
 from edgekit.formats import FORMATS
 from edgekit.models import list_models
 from edgekit.profiling.compare import compare_formats
@@ -29,13 +30,19 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    for noisy in ("torch", "torchao", "executorch", "onnxscript", "absl", "root"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    quiet_toolchain_logs()
     console = Console()
     for model in args.models:
         with console.status(model, spinner="dots") as status:
-            rows = compare_formats(model, args.formats, Path(args.out), rounds=args.rounds, runs=args.runs,
-                                   threads=args.threads, on_stage=status.update)
+            rows = compare_formats(
+                model,
+                args.formats,
+                Path(args.out),
+                rounds=args.rounds,
+                runs=args.runs,
+                threads=args.threads,
+                on_stage=status.update,
+            )
         console.print(format_table(rows, f"{model} ({args.rounds} rounds x {args.runs} runs, medians)"))
         if args.markdown:
             print(f"\n**{model}**\n\n{markdown_table(rows)}\n")

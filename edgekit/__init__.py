@@ -35,8 +35,18 @@ _LAZY = {
 }
 
 __all__ = [
-    "BundleError", "EdgekitError", "ExportFailed", "InputError", "MissingDependencyError", "UnknownNameError",
-    "UnsupportedOptionError", "ValidationFailed", "WorkerError", "load", "__version__", *_LAZY,
+    "BundleError",
+    "EdgekitError",
+    "ExportFailed",
+    "InputError",
+    "MissingDependencyError",
+    "UnknownNameError",
+    "UnsupportedOptionError",
+    "ValidationFailed",
+    "WorkerError",
+    "load",
+    "__version__",
+    *_LAZY,
 ]
 
 

@@ -18,6 +18,16 @@ from collections.abc import Iterator
 log = logging.getLogger(__name__)
 
 
+# Libraries that log loudly at import or lowering time (torchao's missing CUDA kernels, torch's pytree
+# deprecations, converter progress); edgekit shows them only with --debug.
+NOISY_LOGGERS = ("torch", "torchao", "executorch", "onnxscript", "jax", "absl", "litert_torch", "root")
+
+
+def quiet_toolchain_logs(level: int = logging.ERROR) -> None:
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
 class Captured:
     text: str = ""
 

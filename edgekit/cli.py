@@ -22,10 +22,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from edgekit._native import quiet_toolchain_logs
 from edgekit.errors import EdgekitError, UnsupportedOptionError
-
-# Libraries that log loudly at import or lowering time; shown only with --debug.
-_NOISY_LOGGERS = ("torch", "torchao", "executorch", "onnxscript", "jax", "absl", "litert_torch", "root")
 
 
 class _State:
@@ -77,8 +75,7 @@ def _setup_logging(verbose: int, quiet: bool, debug: bool) -> None:
     handler = RichHandler(console=err, show_time=False, show_path=debug, markup=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("edgekit").setLevel(level)
-    for name in _NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.ERROR)
+    quiet_toolchain_logs(logging.DEBUG if debug else logging.ERROR)
     if not debug:
         warnings.filterwarnings("ignore")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -160,7 +157,9 @@ def doctor() -> None:
         "onnx": (has("torch") and has("onnxscript") and has("onnx"), has("onnxruntime"), "onnx"),
     }
     for fmt, (can_export, can_run, extra) in checks.items():
-        caps.add_row(fmt, _yes(can_export), _yes(can_run), f"pip install 'edgekit-sdk[{extra}]' (run), [export] (export)")
+        caps.add_row(
+            fmt, _yes(can_export), _yes(can_run), f"pip install 'edgekit-sdk[{extra}]' (run), [export] (export)"
+        )
     out.print(caps)
 
 
@@ -182,7 +181,11 @@ def _parse_settings(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 _set_option = click.option(
-    "-s", "--set", "settings", multiple=True, metavar="KEY=VALUE",
+    "-s",
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Override a model config value (repeatable), e.g. --set depth=2.",
 )
 
@@ -203,8 +206,15 @@ def export(model, target, fmt, delegate, out_dir, weights, allow_mismatch, sampl
 
     with err.status("exporting", spinner="dots") as status:
         result = run_export(
-            model, target=target, format=fmt, delegate=delegate, out_dir=out_dir, weights=weights,
-            config=_parse_settings(settings), allow_mismatch=allow_mismatch, samples=samples,
+            model,
+            target=target,
+            format=fmt,
+            delegate=delegate,
+            out_dir=out_dir,
+            weights=weights,
+            config=_parse_settings(settings),
+            allow_mismatch=allow_mismatch,
+            samples=samples,
             on_stage=lambda msg: status.update(f"{model}: {msg}"),
         )
     _render_export(result)
@@ -237,7 +247,14 @@ def _render_export(result) -> None:
 
 @cli.command()
 @click.argument("bundle", type=click.Path())
-@click.option("-i", "--input", "inputs", multiple=True, metavar="FILE", help="A .npy per input (in order, or name=file.npy), or one .npz.")
+@click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="FILE",
+    help="A .npy per input (in order, or name=file.npy), or one .npz.",
+)
 @click.option("--random", "use_random", is_flag=True, help="Run on random inputs of the right shape.")
 @click.option("--graph", help="Graph of a multi-graph bundle.")
 @click.option("--threads", type=int, help="Runtime threads.")
@@ -254,17 +271,27 @@ def run(bundle, inputs, use_random, graph, threads, as_json, seed) -> None:
         raise InputError("give the inputs with --input FILE.npy (repeatable) or ask for --random, not both")
     manifest = read_bundle(bundle).manifest if (Path(bundle) / MANIFEST_NAME).is_file() else {}
     with load(bundle, graph=graph, threads=threads) as runtime:
-        feed = random_inputs(runtime.input_specs, seed) if use_random else inputs_from_files(runtime.input_specs, inputs)
+        feed = (
+            random_inputs(runtime.input_specs, seed) if use_random else inputs_from_files(runtime.input_specs, inputs)
+        )
         start = time.perf_counter()
         outputs = runtime.run(feed)
         elapsed_ms = (time.perf_counter() - start) * 1e3
     class_names = (manifest.get("model") or {}).get("class_names")
-    top = _top_k(outputs, class_names) if (manifest.get("model") or {}).get("task", "classification") == "classification" else None
+    top = (
+        _top_k(outputs, class_names)
+        if (manifest.get("model") or {}).get("task", "classification") == "classification"
+        else None
+    )
     if as_json:
         payload = {
-            "bundle": str(bundle), "runtime": type(runtime).__name__,
-            "backend": runtime.backend or None, "latency_ms": elapsed_ms,
-            "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype), "values": v.tolist()} for k, v in outputs.items()},
+            "bundle": str(bundle),
+            "runtime": type(runtime).__name__,
+            "backend": runtime.backend or None,
+            "latency_ms": elapsed_ms,
+            "outputs": {
+                k: {"shape": list(v.shape), "dtype": str(v.dtype), "values": v.tolist()} for k, v in outputs.items()
+            },
             "top": top,
         }
         click.echo(json.dumps(payload))
@@ -274,7 +301,9 @@ def run(bundle, inputs, use_random, graph, threads, as_json, seed) -> None:
         table.add_column(col)
     for name, value in outputs.items():
         v = value.astype(np.float64)
-        table.add_row(name, str(list(value.shape)), str(value.dtype), f"{v.min():.4g}", f"{v.max():.4g}", f"{v.mean():.4g}")
+        table.add_row(
+            name, str(list(value.shape)), str(value.dtype), f"{v.min():.4g}", f"{v.max():.4g}", f"{v.mean():.4g}"
+        )
     out.print(table)
     if top:
         ranking = Table(title="top classes (first output, softmax)")
@@ -320,7 +349,12 @@ def train(model, data, epochs, lr, batch_size, seed, output, settings) -> None:
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task(f"training {spec.name} on {data}", total=epochs)
         result = train_classifier(
-            spec, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+            spec,
+            data,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
             on_epoch=lambda e, loss, acc: progress.update(
                 task, completed=e, description=f"epoch {e}/{epochs} loss {loss:.3f} acc {acc:.1%}"
             ),

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from edgekit.bundle import read_bundle
 from edgekit.data import load_dataset
 from edgekit.errors import InputError

@@ -32,19 +32,31 @@ FORMATS: Registry[Format] = Registry("format")
 
 for _fmt in (
     Format(
-        "pte", ".pte", "ExecuTorch program",
-        "edgekit.exporters.executorch:ExecuTorchExporter", "edgekit.runtimes.executorch:ExecuTorchRuntime",
-        "executorch", ("xnnpack", "portable"),
+        "pte",
+        ".pte",
+        "ExecuTorch program",
+        "edgekit.exporters.executorch:ExecuTorchExporter",
+        "edgekit.runtimes.executorch:ExecuTorchRuntime",
+        "executorch",
+        ("xnnpack", "portable"),
     ),
     Format(
-        "tflite", ".tflite", "LiteRT (TFLite) flatbuffer",
-        "edgekit.exporters.tflite:TFLiteExporter", "edgekit.runtimes.litert:LiteRTRuntime",
-        "tflite", (None,),
+        "tflite",
+        ".tflite",
+        "LiteRT (TFLite) flatbuffer",
+        "edgekit.exporters.tflite:TFLiteExporter",
+        "edgekit.runtimes.litert:LiteRTRuntime",
+        "tflite",
+        (None,),
     ),
     Format(
-        "onnx", ".onnx", "ONNX graph (dynamo exporter)",
-        "edgekit.exporters.onnx:OnnxExporter", "edgekit.runtimes.onnxruntime:OnnxRuntime",
-        "onnx", (None,),
+        "onnx",
+        ".onnx",
+        "ONNX graph (dynamo exporter)",
+        "edgekit.exporters.onnx:OnnxExporter",
+        "edgekit.runtimes.onnxruntime:OnnxRuntime",
+        "onnx",
+        (None,),
     ),
 ):
     FORMATS.add(_fmt.name, _fmt)

@@ -19,7 +19,9 @@ def read_array_file(path: str | Path) -> dict[str, np.ndarray] | np.ndarray:
         loaded = np.load(p, allow_pickle=False)
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise InputError(f"{p} holds pickled Python objects, which edgekit never loads; save plain arrays") from None
+            raise InputError(
+                f"{p} holds pickled Python objects, which edgekit never loads; save plain arrays"
+            ) from None
         raise InputError(f"{p} is not a readable .npy/.npz file ({exc})") from None
     except (OSError, EOFError) as exc:
         raise InputError(f"{p} is not a readable .npy/.npz file ({exc})") from None
@@ -49,7 +51,7 @@ def inputs_from_files(specs: Sequence[TensorSpec], paths: Sequence[str]) -> dict
     free = [s.name for s in specs if s.name not in named]
     if len(positional) > len(free):
         raise InputError(f"{len(positional)} unnamed input file(s) but only {len(free)} input(s) left to fill: {free}")
-    named.update(zip(free, positional))
+    named.update(zip(free, positional, strict=False))
     return named
 
 

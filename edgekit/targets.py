@@ -23,27 +23,48 @@ TARGETS: Registry[Target] = Registry("target")
 
 for _target in (
     Target(
-        "android", "pte", "xnnpack", "fp32",
+        "android",
+        "pte",
+        "xnnpack",
+        "fp32",
         "ExecuTorch is PyTorch's on-device runtime for Android apps; XNNPACK runs the float kernels on the ARM CPU.",
     ),
     Target(
-        "ios", "pte", "xnnpack", "fp32",
-        "ExecuTorch links into iOS apps the same way; XNNPACK is the portable CPU delegate (Core ML is not verified here).",
+        "ios",
+        "pte",
+        "xnnpack",
+        "fp32",
+        "ExecuTorch links into iOS apps the same way; XNNPACK is the portable CPU delegate "
+        "(Core ML is not verified here).",
     ),
     Target(
-        "rpi4", "tflite", None, "fp32",
-        "LiteRT applies XNNPACK itself and needs only tflite-runtime + numpy on a Pi; it was the fastest runtime on ViTs here.",
+        "rpi4",
+        "tflite",
+        None,
+        "fp32",
+        "LiteRT applies XNNPACK itself and needs only tflite-runtime + numpy on a Pi; "
+        "it was the fastest runtime on ViT-Ti here.",
     ),
     Target(
-        "rpi5", "tflite", None, "fp32",
-        "Same reasoning as rpi4: LiteRT's XNNPACK kernels use the Cortex-A76 NEON units, no torch needed on the device.",
+        "rpi5",
+        "tflite",
+        None,
+        "fp32",
+        "As rpi4: LiteRT's XNNPACK kernels use the Cortex-A76 NEON units, no torch needed on the device.",
     ),
     Target(
-        "jetson", "onnx", None, "fp32",
-        "ONNX Runtime ships Jetson builds with CUDA and TensorRT execution providers; the CPU provider verifies it here.",
+        "jetson",
+        "onnx",
+        None,
+        "fp32",
+        "ONNX Runtime ships Jetson builds with CUDA and TensorRT execution providers; "
+        "the CPU provider verifies it here.",
     ),
     Target(
-        "linux-x86_64", "onnx", None, "fp32",
+        "linux-x86_64",
+        "onnx",
+        None,
+        "fp32",
         "ONNX Runtime is the most widely deployed server/desktop runtime and installs as one wheel without torch.",
     ),
 ):

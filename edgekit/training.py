@@ -79,8 +79,9 @@ def train_classifier(
         if on_epoch:
             on_epoch(epoch, loss_value, accuracy)
     module.eval()
-    return TrainResult(epochs, loss_value, history[-1][2] if history else float("nan"),
-                       time.perf_counter() - start, tuple(history))
+    return TrainResult(
+        epochs, loss_value, history[-1][2] if history else float("nan"), time.perf_counter() - start, tuple(history)
+    )
 
 
 def evaluate_module(spec: ModelSpec, split: Split, batch_size: int = 256) -> float:
@@ -124,10 +125,15 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses pickled code: say so rather than dump the unpickler error
-        raise BundleError(f"cannot read weights {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        raise BundleError(
+            f"cannot read weights {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        ) from None
     if isinstance(payload, dict) and "edgekit_weights" in payload:
-        return payload["state_dict"], {"model": payload.get("model"), "config": payload.get("config") or {},
-                                       "extra": payload.get("extra") or {}}
+        return payload["state_dict"], {
+            "model": payload.get("model"),
+            "config": payload.get("config") or {},
+            "extra": payload.get("extra") or {},
+        }
     if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
         return payload["state_dict"], {}
     if isinstance(payload, dict) and isinstance(payload.get("model"), dict):
@@ -158,4 +164,3 @@ def load_state(spec: ModelSpec, state_dict: dict[str, torch.Tensor], source: str
         raise BundleError(f"{source} does not fit {spec.name}: {'; '.join(parts)}")
     spec.module.load_state_dict(state_dict)
     spec.module.eval()
-

@@ -65,8 +65,14 @@ def compare(
     if classify and names:
         top1 = top1_agreement([r[names[0]] for r in reference], [c[names[0]] for c in candidate])
     return ValidationResult(
-        passed=passed, max_abs_err=worst_err, allowed_abs_err=worst_allowed, cosine=min_cos,
-        top1_agreement=top1, samples=len(reference), tolerance=tolerance, per_output=tuple(per_output),
+        passed=passed,
+        max_abs_err=worst_err,
+        allowed_abs_err=worst_allowed,
+        cosine=min_cos,
+        top1_agreement=top1,
+        samples=len(reference),
+        tolerance=tolerance,
+        per_output=tuple(per_output),
     )
 
 

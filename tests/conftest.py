@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from edgekit._native import quiet_toolchain_logs
 
 # Every registered model needs a tiny configuration here: the round-trip test is parametrized over
 # the registry and fails for a model without one (tests/test_roundtrip.py::test_every_model_has_a_tiny_config).
@@ -17,8 +18,7 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "cnn_small": {"widths": [8, 16]},
 }
 
-for _name in ("torch", "torchao", "executorch", "onnxscript", "absl", "root"):
-    logging.getLogger(_name).setLevel(logging.ERROR)
+quiet_toolchain_logs()
 
 
 class BundleCache:

@@ -25,7 +25,7 @@ def assert_roundtrip(bundle_dir, model: str, config: dict, seed: int = 1234, wei
     reference = []
     for sample in inputs:
         outputs = run_module(spec.module, tuple(torch.from_numpy(sample[n]) for n in spec.input_names))
-        reference.append({n: o.numpy() for n, o in zip(spec.output_names, outputs)})
+        reference.append({n: o.numpy() for n, o in zip(spec.output_names, outputs, strict=False)})
     with runtimes.load(bundle_dir) as runtime:
         assert [s.name for s in runtime.input_specs] == list(spec.input_names)
         candidate = [runtime.run(sample) for sample in inputs]

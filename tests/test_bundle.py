@@ -22,7 +22,17 @@ def _manifest(path):
 
 def test_manifest_has_the_documented_fields(bundles):
     m = read_bundle(bundles.path("vit_digits", "tflite")).manifest
-    for key in ("schema_version", "model", "format", "target", "precision", "graphs", "files", "validation", "toolchain"):
+    for key in (
+        "schema_version",
+        "model",
+        "format",
+        "target",
+        "precision",
+        "graphs",
+        "files",
+        "validation",
+        "toolchain",
+    ):
         assert key in m
     graph = m["graphs"][0]
     assert graph["file"] == "model.tflite" and graph["inputs"][0]["shape"] == [1, 1, 8, 8]

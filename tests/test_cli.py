@@ -8,7 +8,6 @@ import sys
 import textwrap
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 from edgekit.bundle import MANIFEST_NAME
@@ -52,8 +51,26 @@ def test_targets_and_doctor():
 
 def test_export_run_and_eval_through_the_cli(tmp_path):
     out = tmp_path / "b"
-    result = invoke("export", "vit_tiny", "--format", "onnx", "-o", str(out), "--set", "img_size=32",
-                    "--set", "patch_size=8", "--set", "dim=32", "--set", "depth=1", "--set", "heads=2", "--samples", "3")
+    result = invoke(
+        "export",
+        "vit_tiny",
+        "--format",
+        "onnx",
+        "-o",
+        str(out),
+        "--set",
+        "img_size=32",
+        "--set",
+        "patch_size=8",
+        "--set",
+        "dim=32",
+        "--set",
+        "depth=1",
+        "--set",
+        "heads=2",
+        "--samples",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     assert "passed" in result.output
     manifest = json.loads((out / MANIFEST_NAME).read_text())
@@ -229,7 +246,9 @@ def test_real_process_exit_code_and_single_line(tmp_path):
     # The console script as users run it: exit code 2, one line on stderr, nothing on stdout.
     proc = subprocess.run(
         [sys.executable, "-m", "edgekit.cli", "run", str(tmp_path / "nope"), "--random"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "no bundle at" in proc.stderr

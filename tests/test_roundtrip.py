@@ -43,7 +43,14 @@ def test_portable_delegate_leaves_ops_undelegated(bundles, tmp_path):
     # The same model without XNNPACK: the report must count the kernels left on the portable runtime.
     from edgekit.exporters.pipeline import export
 
-    result = export("cnn_small", format="pte", delegate="portable", out_dir=tmp_path / "b", config=TINY_CONFIGS["cnn_small"], samples=2)
+    result = export(
+        "cnn_small",
+        format="pte",
+        delegate="portable",
+        out_dir=tmp_path / "b",
+        config=TINY_CONFIGS["cnn_small"],
+        samples=2,
+    )
     ops = result.manifest["export"]["undelegated_ops"]
     assert result.passed
     assert ops and sum(ops.values()) > 5

@@ -49,12 +49,18 @@ def _run(python: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_environment_has_no_torch(runtime_env):
-    proc = _run(runtime_env, "-c", "import importlib.util as u, numpy; print(u.find_spec('torch') is None, numpy.__version__)")
+    proc = _run(
+        runtime_env, "-c", "import importlib.util as u, numpy; print(u.find_spec('torch') is None, numpy.__version__)"
+    )
     assert proc.returncode == 0, proc.stderr
     no_torch, numpy_version = proc.stdout.split()
     assert no_torch == "True" and numpy_version.startswith("1.")
-    proc = _run(runtime_env, "-c", "import sys, edgekit, edgekit.bundle, edgekit.runtimes, edgekit.cli; "
-                "import edgekit.runtimes.onnxruntime, edgekit.runtimes.litert; print('torch' in sys.modules)")
+    proc = _run(
+        runtime_env,
+        "-c",
+        "import sys, edgekit, edgekit.bundle, edgekit.runtimes, edgekit.cli; "
+        "import edgekit.runtimes.onnxruntime, edgekit.runtimes.litert; print('torch' in sys.modules)",
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
 
 
@@ -64,7 +70,9 @@ def test_bundles_run_without_torch(runtime_env, bundles, tmp_path, model, fmt, b
     spec = prepare_model(model, **TINY_CONFIGS[model])
     x = np.random.default_rng(7).standard_normal(spec.input_specs[0].shape).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    proc = _run(runtime_env, "-m", "edgekit.cli", "run", str(bundles.path(model, fmt)), "-i", str(tmp_path / "x.npy"), "--json")
+    proc = _run(
+        runtime_env, "-m", "edgekit.cli", "run", str(bundles.path(model, fmt)), "-i", str(tmp_path / "x.npy"), "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(proc.stdout)
     assert payload["backend"] == backend

@@ -30,8 +30,12 @@ class OnnxExporter:
         before = set(p.name for p in out_dir.iterdir())
         with stage("onnx", "exporting with torch.onnx (dynamo)"):
             program = torch.onnx.export(
-                spec.module, spec.example_inputs, dynamo=True, verbose=False,
-                input_names=list(spec.input_names), output_names=list(spec.output_names),
+                spec.module,
+                spec.example_inputs,
+                dynamo=True,
+                verbose=False,
+                input_names=list(spec.input_names),
+                output_names=list(spec.output_names),
             )
         with stage("onnx", "writing the model and its weights"):
             program.save(str(out_dir / filename), external_data=True)

@@ -55,9 +55,13 @@ def resolve_options(
     if samples < 1:
         raise UnsupportedOptionError("--samples", samples, ["an integer >= 1"])
     return ExportOptions(
-        format=fmt.name, target=target, delegate=delegate,
-        precision=preset.precision if preset else "fp32", allow_mismatch=allow_mismatch,
-        validation_samples=samples, tolerance=tolerance or Tolerance(),
+        format=fmt.name,
+        target=target,
+        delegate=delegate,
+        precision=preset.precision if preset else "fp32",
+        allow_mismatch=allow_mismatch,
+        validation_samples=samples,
+        tolerance=tolerance or Tolerance(),
     )
 
 
@@ -146,8 +150,12 @@ def _manifest(
         "edgekit_version": edgekit_version(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": {
-            "name": spec.name, "family": spec.family, "parameters": spec.parameters, "task": spec.task,
-            "config": jsonable(spec.config), "class_names": list(spec.class_names) if spec.class_names else None,
+            "name": spec.name,
+            "family": spec.family,
+            "parameters": spec.parameters,
+            "task": spec.task,
+            "config": jsonable(spec.config),
+            "class_names": list(spec.class_names) if spec.class_names else None,
             "dataset": spec.dataset,
         },
         "format": options.format,
@@ -169,12 +177,12 @@ def _manifest(
 
 def _validate(spec: ModelSpec, bundle_dir: Path, options: ExportOptions):
     """Run the written bundle with its runtime and PyTorch on the same inputs and compare."""
-    input_sets = [{n: t.numpy() for n, t in zip(spec.input_names, spec.example_inputs)}]
+    input_sets = [{n: t.numpy() for n, t in zip(spec.input_names, spec.example_inputs, strict=False)}]
     input_sets += make_inputs(spec.input_specs, options.validation_samples - 1, seed=options.seed)
     reference = []
     for sample in input_sets:
         outputs = run_module(spec.module, tuple(torch.from_numpy(sample[n]) for n in spec.input_names))
-        reference.append({n: o.numpy() for n, o in zip(spec.output_names, outputs)})
+        reference.append({n: o.numpy() for n, o in zip(spec.output_names, outputs, strict=False)})
     with runtimes.load(bundle_dir) as runtime:
         candidate = [runtime.run(sample) for sample in input_sets]
     return compare(reference, candidate, options.tolerance, classify=spec.task == "classification")

@@ -12,7 +12,13 @@ from edgekit.models.spec import MODELS, ModelEntry, ModelSpec, register_model, r
 from edgekit.models.user import is_user_reference, load_user_model
 
 __all__ = [
-    "MODELS", "ModelEntry", "ModelSpec", "create_model", "list_models", "register_model", "run_module",
+    "MODELS",
+    "ModelEntry",
+    "ModelSpec",
+    "create_model",
+    "list_models",
+    "register_model",
+    "run_module",
     "resolve_model",
 ]
 

@@ -47,8 +47,13 @@ def cnn_small(
             m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
     classes = tuple(str(i) for i in range(num_classes)) if num_classes == 10 else None
     return ModelSpec(
-        name="cnn_small", family="cnn", module=module, example_inputs=(torch.randn(1, in_chans, img_size, img_size),),
-        input_names=("image",), output_names=("logits",),
+        name="cnn_small",
+        family="cnn",
+        module=module,
+        example_inputs=(torch.randn(1, in_chans, img_size, img_size),),
+        input_names=("image",),
+        output_names=("logits",),
         config={"img_size": img_size, "in_chans": in_chans, "num_classes": num_classes, "widths": list(widths)},
-        class_names=classes, dataset="digits",
+        class_names=classes,
+        dataset="digits",
     )

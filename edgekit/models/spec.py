@@ -108,9 +108,7 @@ def _check_type(model: str, key: str, value: Any, default: Any) -> None:
         return
     if isinstance(default, (tuple, list)) and isinstance(value, (tuple, list)):
         return
-    raise ConfigError(
-        f"{model} option {key} takes a {type(default).__name__} (default {default!r}), got {value!r}"
-    )
+    raise ConfigError(f"{model} option {key} takes a {type(default).__name__} (default {default!r}), got {value!r}")
 
 
 MODELS: Registry[ModelEntry] = Registry("model")

@@ -61,15 +61,27 @@ def _vit_spec(name: str, **config) -> ModelSpec:
     example = torch.randn(1, config["in_chans"], config["img_size"], config["img_size"])
     classes = tuple(str(i) for i in range(config["num_classes"])) if config["num_classes"] == 10 else None
     return ModelSpec(
-        name=name, family="vit", module=module, example_inputs=(example,),
-        input_names=("image",), output_names=("logits",), config=dict(config), class_names=classes,
+        name=name,
+        family="vit",
+        module=module,
+        example_inputs=(example,),
+        input_names=("image",),
+        output_names=("logits",),
+        config=dict(config),
+        class_names=classes,
     )
 
 
 @register_model("vit_tiny", family="vit")
 def vit_tiny(
-    img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
-    dim: int = 192, depth: int = 12, heads: int = 3, mlp_ratio: float = 4.0,
+    img_size: int = 224,
+    patch_size: int = 16,
+    in_chans: int = 3,
+    num_classes: int = 1000,
+    dim: int = 192,
+    depth: int = 12,
+    heads: int = 3,
+    mlp_ratio: float = 4.0,
 ) -> ModelSpec:
     """ViT-Ti/16 (DeiT-tiny layout): 12 blocks of width 192, 3 heads; every size configurable."""
     return _vit_spec("vit_tiny", **locals())
@@ -77,7 +89,13 @@ def vit_tiny(
 
 @register_model("vit_digits", family="vit", description="ViT sized for 8x8 digits: 2x2 patches, 4 blocks of width 64")
 def vit_digits(
-    img_size: int = 8, patch_size: int = 2, in_chans: int = 1, num_classes: int = 10,
-    dim: int = 64, depth: int = 4, heads: int = 4, mlp_ratio: float = 2.0,
+    img_size: int = 8,
+    patch_size: int = 2,
+    in_chans: int = 1,
+    num_classes: int = 10,
+    dim: int = 64,
+    depth: int = 4,
+    heads: int = 4,
+    mlp_ratio: float = 2.0,
 ) -> ModelSpec:
     return replace(_vit_spec("vit_digits", **locals()), dataset="digits")

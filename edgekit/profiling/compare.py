@@ -59,16 +59,23 @@ def compare_formats(
     for fmt in formats:
         notify(f"{model}: exporting to {fmt}")
         try:
-            result = export(model, format=fmt, out_dir=Path(out_root) / f"{model}-{fmt}", weights=weights,
-                            config=config, samples=4)
+            result = export(
+                model, format=fmt, out_dir=Path(out_root) / f"{model}-{fmt}", weights=weights, config=config, samples=4
+            )
         except EdgekitError as exc:
             status = "verification failed" if "disagrees" in str(exc) else "export failed"
             rows[fmt] = FormatRow(fmt, status, None, None, None, None, None, None, str(exc).splitlines()[0])
             continue
         m = result.manifest
         rows[fmt] = FormatRow(
-            fmt, "ok", sum(f["bytes"] for f in m["files"].values()), result.validation.max_abs_err,
-            None, None, m["export"]["seconds"], m["export"]["undelegated_op_count"],
+            fmt,
+            "ok",
+            sum(f["bytes"] for f in m["files"].values()),
+            result.validation.max_abs_err,
+            None,
+            None,
+            m["export"]["seconds"],
+            m["export"]["undelegated_op_count"],
         )
         contenders[fmt] = runtimes.load(result.bundle_dir, threads=threads)
     sample = make_inputs(spec.input_specs, 1, seed=3)[0]
@@ -82,7 +89,7 @@ def compare_formats(
     for fmt in formats:
         row = rows[fmt]
         if fmt in per_round:
-            ratios = [t / e for t, e in zip(per_round[fmt], eager)]
+            ratios = [t / e for t, e in zip(per_round[fmt], eager, strict=False)]
             row = replace(row, median_ms=statistics.median(per_round[fmt]), ratio_to_eager=statistics.median(ratios))
             contenders[fmt].close()
         out.append(row)

@@ -11,14 +11,22 @@ from edgekit.profiling.compare import FormatRow
 
 def format_table(rows: Sequence[FormatRow], title: str) -> Table:
     table = Table(title=title)
-    for col, justify in (("format", "left"), ("status", "left"), ("MiB", "right"), ("max err", "right"),
-                         ("p50 ms", "right"), ("vs eager", "right"), ("off-delegate ops", "right"),
-                         ("export s", "right")):
+    for col, justify in (
+        ("format", "left"),
+        ("status", "left"),
+        ("MiB", "right"),
+        ("max err", "right"),
+        ("p50 ms", "right"),
+        ("vs eager", "right"),
+        ("off-delegate ops", "right"),
+        ("export s", "right"),
+    ):
         table.add_column(col, justify=justify)
     for r in rows:
         status = "[green]ok[/green]" if r.status == "ok" else f"[red]{r.status}[/red]"
         table.add_row(
-            r.label, status,
+            r.label,
+            status,
             "-" if r.size_bytes is None else f"{r.size_bytes / 2**20:.2f}",
             "-" if r.max_abs_err is None or r.label == "eager" else f"{r.max_abs_err:.1e}",
             "-" if r.median_ms is None else f"{r.median_ms:.2f}",

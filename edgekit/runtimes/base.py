@@ -76,9 +76,10 @@ class Runtime:
         outputs = self._run_native(arrays)
         if len(outputs) != len(self.output_specs):
             raise BundleError(
-                f"{self.model_file.name} returned {len(outputs)} outputs, the manifest declares {len(self.output_specs)}"
+                f"{self.model_file.name} returned {len(outputs)} outputs, "
+                f"the manifest declares {len(self.output_specs)}"
             )
-        return {spec.name: np.asarray(out) for spec, out in zip(self.output_specs, outputs)}
+        return {spec.name: np.asarray(out) for spec, out in zip(self.output_specs, outputs, strict=False)}
 
     def close(self) -> None:
         """Release native resources (subclasses with any override this)."""
@@ -112,7 +113,7 @@ def check_inputs(specs: Sequence[TensorSpec], inputs: Inputs) -> list[np.ndarray
             expected = ", ".join(s.describe() for s in specs)
             raise InputError(f"got {len(given)} input(s), the model expects {len(specs)}: {expected}")
     arrays = []
-    for spec, value in zip(specs, given):
+    for spec, value in zip(specs, given, strict=False):
         if not isinstance(value, np.ndarray):
             raise InputError(f"input {spec.name!r}: expected a numpy array, got {type(value).__name__}")
         if tuple(value.shape) != spec.shape:

@@ -39,7 +39,9 @@ class ExecuTorchRuntime(Runtime):
 
         n_in, n_out = meta.num_inputs(), meta.num_outputs()
         return GraphSpec(
-            name=self._entry, file=self.model_file.name, entry=self._entry,
+            name=self._entry,
+            file=self.model_file.name,
+            entry=self._entry,
             inputs=tuple(spec("input", meta.input_tensor_meta(i), i, n_in) for i in range(n_in)),
             outputs=tuple(spec("output", meta.output_tensor_meta(i), i, n_out) for i in range(n_out)),
         )

@@ -66,13 +66,15 @@ class LiteRTRuntime(Runtime):
             return TensorSpec(name, tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name)
 
         return GraphSpec(
-            name=self._entry, file=self.model_file.name, entry=self._entry,
+            name=self._entry,
+            file=self.model_file.name,
+            entry=self._entry,
             inputs=tuple(spec(n, in_details[n]) for n in self._inputs),
             outputs=tuple(spec(n, out_details[n]) for n in self._outputs),
         )
 
     def _run_native(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        result = self._runner(**dict(zip(self._inputs, arrays)))
+        result = self._runner(**dict(zip(self._inputs, arrays, strict=False)))
         # The runner returns views into interpreter memory that the next call overwrites.
         return [np.array(result[name], copy=True) for name in self._outputs]
 

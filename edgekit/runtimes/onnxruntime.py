@@ -9,8 +9,13 @@ from edgekit.runtimes.base import Runtime
 from edgekit.types import GraphSpec, TensorSpec
 
 _ORT_TYPES = {
-    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64", "tensor(int32)": "int32",
-    "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool",
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
 }
 
 
@@ -38,13 +43,14 @@ class OnnxRuntime(Runtime):
             return TensorSpec(arg.name, shape, _ORT_TYPES.get(arg.type, "float32"))
 
         return GraphSpec(
-            name="forward", file=self.model_file.name,
+            name="forward",
+            file=self.model_file.name,
             inputs=tuple(spec(a) for a in self._session.get_inputs()),
             outputs=tuple(spec(a) for a in self._session.get_outputs()),
         )
 
     def _run_native(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        return list(self._session.run(None, dict(zip(self._input_names, arrays))))
+        return list(self._session.run(None, dict(zip(self._input_names, arrays, strict=False))))
 
     def close(self) -> None:
         self._session = None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from edgekit._native import quiet_toolchain_logs
 from edgekit.profiling.compare import compare_formats
 from edgekit.profiling.report import format_table, markdown_table
 
@@ -25,12 +26,17 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    for noisy in ("torch", "torchao", "executorch", "onnxscript", "absl", "root"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    quiet_toolchain_logs()
     console = Console()
     with console.status("starting", spinner="dots") as status:
-        rows = compare_formats(args.model, ["pte", "tflite", "onnx"], Path(args.out), rounds=args.rounds,
-                               runs=args.runs, on_stage=status.update)
+        rows = compare_formats(
+            args.model,
+            ["pte", "tflite", "onnx"],
+            Path(args.out),
+            rounds=args.rounds,
+            runs=args.runs,
+            on_stage=status.update,
+        )
     console.print(format_table(rows, f"{args.model}: every format verified against PyTorch, latency on this CPU"))
     console.print(f"bundles in {args.out}/  (try: .venv/bin/edgekit run {args.out}/{args.model}-pte --random)")
     if args.markdown:
