@@ -96,6 +96,11 @@ def cli(verbose: int, quiet: bool, debug: bool) -> None:
     _setup_logging(verbose, quiet, debug)
 
 
+def _requiet() -> None:
+    """torch resets its loggers' levels when first imported (inside a command): quiet them again."""
+    quiet_toolchain_logs(logging.DEBUG if _State.debug else logging.ERROR)
+
+
 def main() -> None:
     cli(prog_name="edgekit")
 
@@ -109,6 +114,7 @@ def models(pattern: str) -> None:
     """List the built-in models (PATTERN filters names, e.g. 'vit*')."""
     from edgekit.models import MODELS
 
+    _requiet()
     table = Table(title="edgekit models")
     for col in ("name", "family", "parameters", "input", "description"):
         table.add_column(col, justify="right" if col == "parameters" else "left")
@@ -199,11 +205,13 @@ _set_option = click.option(
 @click.option("-w", "--weights", type=click.Path(dir_okay=False), help="Local weights file to load first.")
 @click.option("--allow-mismatch", is_flag=True, help="Keep the bundle even if it disagrees with PyTorch.")
 @click.option("--samples", default=8, show_default=True, help="Inputs compared with PyTorch.")
+@click.option("--no-fold", is_flag=True, help="Keep BatchNorm layers instead of folding them into neighbours.")
 @_set_option
-def export(model, target, fmt, delegate, out_dir, weights, allow_mismatch, samples, settings) -> None:
+def export(model, target, fmt, delegate, out_dir, weights, allow_mismatch, samples, no_fold, settings) -> None:
     """Export MODEL (a built-in name, file.py:factory or package.module:factory) to a verified bundle."""
     from edgekit.exporters.pipeline import export as run_export
 
+    _requiet()
     with err.status("exporting", spinner="dots") as status:
         result = run_export(
             model,
@@ -232,6 +240,11 @@ def _render_export(result) -> None:
     table.add_row("parameters", _count(m["model"]["parameters"]))
     for name, entry in m["files"].items():
         table.add_row(name, _size(entry["bytes"]))
+    transforms = m.get("transforms", {})
+    fold = transforms.get("fold_norms", {})
+    if "total" in fold:
+        detail = ", ".join(f"{k} x{n}" for k, n in fold["folded"].items()) or "none present"
+        table.add_row("norms folded", f"{fold['total']} ({detail}); {transforms.get('norms_left', 0)} left")
     status = "[green]passed[/green]" if v.passed else "[red]FAILED[/red]"
     table.add_row("verification", f"{status}: {v.summary()}")
     undelegated = m["export"].get("undelegated_ops")
@@ -343,6 +356,7 @@ def train(model, data, epochs, lr, batch_size, seed, output, settings) -> None:
     from edgekit.models import resolve_model
     from edgekit.training import save_weights, train_classifier
 
+    _requiet()
     spec = resolve_model(model, **_parse_settings(settings))
     from rich.progress import Progress
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from edgekit.models.spec import run_module
 from edgekit.targets import get_target
 from edgekit.toolchain import edgekit_version, versions
 from edgekit.training import load_state, read_weights
+from edgekit.transforms.reparam import NORM_TYPES, fold_norms
 from edgekit.types import ExportOptions, ExportResult, LoweredGraph, Tolerance, jsonable
 from edgekit.validate import compare, make_inputs
 
@@ -89,12 +91,14 @@ def export(
     allow_mismatch: bool = False,
     samples: int = 8,
     tolerance: Tolerance | None = None,
+    fold: bool = True,
     on_stage: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export ``model`` to a verified bundle directory and return its result.
 
     Raises ``ValidationFailed`` when the exported outputs disagree with PyTorch beyond tolerance,
-    unless ``allow_mismatch`` is set.
+    unless ``allow_mismatch`` is set. With ``fold`` (the default) every BatchNorm / RepBN is folded into
+    its neighbours first; the comparison is always against the original, unfolded model.
     """
     options = resolve_options(target, format, delegate, allow_mismatch, samples, tolerance)
     notify = on_stage or (lambda _msg: None)
@@ -109,9 +113,18 @@ def export(
     start = time.perf_counter()
     try:
         fmt = get_format(options.format)
+        to_lower, fold_report = spec, None
+        if fold:
+            notify("folding BatchNorm into neighbouring layers")
+            folded, fold_report = fold_norms(spec.module)
+            to_lower = replace(spec, module=folded)
         notify(f"lowering to {fmt.description}")
-        lowered = fmt.exporter_class()().export(spec, staging, options)
+        lowered = fmt.exporter_class()().export(to_lower, staging, options)
         manifest = _manifest(spec, options, lowered, staging, time.perf_counter() - start)
+        manifest["transforms"] = {
+            "fold_norms": fold_report.to_json() if fold_report else {"skipped": "disabled (--no-fold)"},
+            "norms_left": sum(isinstance(m, NORM_TYPES) for m in to_lower.module.modules()),
+        }
         write_manifest(staging, manifest)
         notify(f"verifying with {fmt.runtime_class().name}")
         validation = _validate(spec, staging, options)

@@ -1,0 +1,1 @@
+"""Model rewrites applied before lowering (BatchNorm folding now; quantization and streaming later)."""
