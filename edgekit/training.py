@@ -144,7 +144,19 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
 
 
 def load_state(spec: ModelSpec, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Load weights strictly, with one line that names the first missing, unexpected or mis-shaped key."""
+    """Load weights strictly, with one line that names the first missing, unexpected or mis-shaped key.
+
+    A model that knows other key layouts (TinyViT: timm and Cream) maps them first through its
+    ``remap_state_dict(state) -> (state, our key -> key in the file)``; errors name both keys.
+    """
+    origin: dict[str, str] = {}
+    remap = getattr(spec.module, "remap_state_dict", None)
+    if callable(remap):
+        state_dict, origin = remap(state_dict)
+
+    def named(key: str) -> str:
+        return key if origin.get(key, key) == key else f"{key} (in the file: {origin[key]})"
+
     own = spec.module.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -152,7 +164,8 @@ def load_state(spec: ModelSpec, state_dict: dict[str, torch.Tensor], source: str
     if wrong:
         k = wrong[0]
         raise BundleError(
-            f"{source}: {k} has shape {tuple(state_dict[k].shape)} but {spec.name} expects {tuple(own[k].shape)} "
+            f"{source}: {named(k)} has shape {tuple(state_dict[k].shape)} "
+            f"but {spec.name} expects {tuple(own[k].shape)} "
             f"({len(wrong)} mismatched tensor(s)); build the model with the config the weights were trained with"
         )
     if missing or unexpected:
@@ -160,7 +173,7 @@ def load_state(spec: ModelSpec, state_dict: dict[str, torch.Tensor], source: str
         if missing:
             parts.append(f"missing {len(missing)} key(s), e.g. {missing[0]}")
         if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s), e.g. {unexpected[0]}")
+            parts.append(f"unexpected {len(unexpected)} key(s), e.g. {named(unexpected[0])}")
         raise BundleError(f"{source} does not fit {spec.name}: {'; '.join(parts)}")
     spec.module.load_state_dict(state_dict)
     spec.module.eval()

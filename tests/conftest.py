@@ -16,6 +16,18 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "vit_tiny": {"img_size": 32, "patch_size": 8, "dim": 32, "depth": 2, "heads": 2, "num_classes": 10},
     "vit_digits": {"depth": 2},
     "cnn_small": {"widths": [8, 16]},
+    # windows 3 at resolution 4 exercise padding, 1 at resolution 2 several windows, 2 at 2 the whole map
+    **{
+        f"tinyvit_{size}": {
+            "img_size": 32,
+            "embed_dims": [8, 16, 16, 24],
+            "depths": [1, 1, 1, 1],
+            "num_heads": [1, 2, 2, 3],
+            "window_sizes": [3, 3, 2, 1],
+            "num_classes": 10,
+        }
+        for size in ("5m", "11m", "21m")
+    },
 }
 
 quiet_toolchain_logs()

@@ -86,7 +86,7 @@ def norm_affine(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, RepBN) or super().is_leaf_module(m, qualname)
+        return isinstance(m, (RepBN, Affine)) or super().is_leaf_module(m, qualname)
 
 
 NORM_TYPES = (_BatchNorm, RepBN)
