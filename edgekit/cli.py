@@ -116,8 +116,11 @@ def models(pattern: str) -> None:
 
     _requiet()
     table = Table(title="edgekit models")
-    for col in ("name", "family", "parameters", "input", "description"):
-        table.add_column(col, justify="right" if col == "parameters" else "left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("family", no_wrap=True)
+    table.add_column("parameters", justify="right", no_wrap=True)
+    table.add_column("input")
+    table.add_column("description", overflow="fold")
     for name in MODELS.names(pattern):
         entry = MODELS.get(name)
         spec = entry.build()

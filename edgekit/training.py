@@ -57,6 +57,9 @@ def train_classifier(
         optimizer, max_lr=lr, total_steps=max(1, epochs * steps_per_epoch), pct_start=0.1
     )
     generator = torch.Generator().manual_seed(seed)
+    # Models with a training-time schedule (SLAB's PRepBN) expose on_train_step(step, total_steps).
+    step_hook = getattr(module, "on_train_step", None)
+    total_steps, step = epochs * steps_per_epoch, 0
     history: list[tuple[int, float, float]] = []
     start = time.perf_counter()
     loss_value = float("nan")
@@ -66,6 +69,9 @@ def train_classifier(
         total = 0.0
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
+            if step_hook:
+                step_hook(step, total_steps)
+            step += 1
             loss = F.cross_entropy(module(x_train[idx]), y_train[idx], label_smoothing=0.05)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -16,6 +16,10 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "vit_tiny": {"img_size": 32, "patch_size": 8, "dim": 32, "depth": 2, "heads": 2, "num_classes": 10},
     "vit_digits": {"depth": 2},
     "cnn_small": {"widths": [8, 16]},
+    **{
+        name: {"img_size": 16, "patch_size": 4, "dim": 24, "depth": 2, "heads": 2, "num_classes": 10}
+        for name in ("slab_deit_tiny", "slab_deit_tiny_ln")
+    },
     # windows 3 at resolution 4 exercise padding, 1 at resolution 2 several windows, 2 at 2 the whole map
     **{
         f"tinyvit_{size}": {

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgekit.models import create_model
-from edgekit.transforms.reparam import Affine, RepBN, fold_norms
+from edgekit.models import create_model, list_models
+from edgekit.transforms.reparam import NORM_TYPES, Affine, RepBN, fold_norms
+from tests.conftest import TINY_CONFIGS
 
 
 def randomize_norms(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -151,3 +152,16 @@ def test_export_folds_by_default_and_not_with_no_fold(bundles, tmp_path):
     assert manifest["transforms"]["norms_left"] == 0
     kept = export("cnn_small", format="onnx", out_dir=tmp_path / "b", config={"widths": [8, 16]}, fold=False, samples=2)
     assert kept.passed and kept.manifest["transforms"]["norms_left"] == 4
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_folding_is_exact_on_every_builtin_model(name):
+    spec = create_model(name, **TINY_CONFIGS[name])
+    module = randomize_norms(spec.module)
+    folded, report = fold_norms(module)
+    assert report.traced, report.reason
+    assert not any(isinstance(m, NORM_TYPES) for m in folded.modules())
+    x = torch.cat([spec.example_inputs[0]] * 3)
+    with torch.no_grad():
+        want, got = module(x), folded(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))

@@ -21,6 +21,7 @@ def test_roundtrip(bundles, model, fmt):
     assert manifest["model"]["name"] == model
     for entry in manifest["files"].values():
         assert len(entry["sha256"]) == 64 and entry["bytes"] > 0
+    assert manifest["transforms"]["norms_left"] == 0  # every BatchNorm / RepBN folded away
     if fmt == "pte":
         # Built-in models are written so that XNNPACK takes every op (models/layers.py says how).
         assert manifest["export"]["undelegated_ops"] == {}, manifest["export"]["undelegated_ops"]

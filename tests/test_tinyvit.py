@@ -88,13 +88,17 @@ def test_full_size_parameter_counts(name, params):
 
 
 @pytest.mark.parametrize("size", [224, 384, 512])
-def test_resolution_variants_use_whole_map_windows_in_stage_3(size):
+def test_resolution_variants_use_whole_map_windows_in_stages_3_and_4(size):
     spec = create_model("tinyvit_21m", img_size=size)
-    stage3, stage4 = spec.module.stages[2].blocks[0], spec.module.stages[3].blocks[0]
-    # Official layout: 1/16 resolution in stages 3 and 4 (stride-1 last merge); stage 3's window spans the map.
-    assert stage3.resolution == stage4.resolution == size // 16
-    assert stage3.window == size // 16 and stage4.window == size // 32
+    stage2, stage3, stage4 = (spec.module.stages[i].blocks[0] for i in (1, 2, 3))
+    assert (stage2.resolution, stage3.resolution, stage4.resolution) == (size // 8, size // 16, size // 32)
+    assert stage2.window == size // 32 and stage3.window == size // 16 and stage4.window == size // 32
     assert spec.module(spec.example_inputs[0]).shape == (1, 1000)
+
+
+def test_mobilesam_style_last_merge_keeps_stage_4_at_one_sixteenth():
+    spec = create_model("tinyvit_5m", last_merge_stride=1)
+    assert spec.module.stages[3].blocks[0].resolution == 14
 
 
 def to_cream_key(key: str) -> str:

@@ -118,13 +118,13 @@ def fold_norms(module: nn.Module) -> tuple[nn.Module, FoldReport]:
                 kind == "bn"
                 and isinstance(producer, fx.Node)
                 and producer.op == "call_module"
-                and len(producer.users) == 1
+                and len(_value_users(producer)) == 1
                 and _fold_into_producer(modules[producer.target], norm, a, b)
             ):
                 node.replace_all_uses_with(producer)
                 counts[f"{_kind(modules[producer.target])}+bn"] += 1
             elif _fold_into_users(node, modules, norm, a, b):
-                user_kinds = sorted({_kind(modules[u.target]) for u in node.users})
+                user_kinds = sorted({_kind(modules[u.target]) for u in _value_users(node)})
                 node.replace_all_uses_with(producer)
                 counts[f"{kind}+{'/'.join(user_kinds)}"] += 1
             else:
@@ -163,7 +163,7 @@ def _fold_into_producer(producer: nn.Module, norm: nn.Module, a: torch.Tensor, b
 
 def _fold_into_users(node: fx.Node, modules: dict[str, nn.Module], norm: nn.Module, a, b) -> bool:
     """norm -> linear (channels last) / unpadded conv (channels first), for every user of the norm."""
-    users = list(node.users)
+    users = _value_users(node)
     if not users or any(u.op != "call_module" or u.args[0] is not node for u in users):
         return False
     targets = [modules[u.target] for u in users]
@@ -185,6 +185,17 @@ def _fold_into_users(node: fx.Node, modules: dict[str, nn.Module], norm: nn.Modu
             m.weight.copy_((w * a.reshape(shape)).to(m.weight.dtype))
         _set_bias(m, new_bias)
     return True
+
+
+def _value_users(node: fx.Node) -> list[fx.Node]:
+    """Users that read the tensor's values; ``x.shape`` / ``x.size()`` reads survive any fold unchanged."""
+
+    def shape_only(u: fx.Node) -> bool:
+        if u.op == "call_function" and u.target is getattr and u.args[1] in ("shape", "dtype", "device"):
+            return True
+        return u.op == "call_method" and u.target in ("size", "dim")
+
+    return [u for u in node.users if not shape_only(u)]
 
 
 def _unpadded(conv: nn.Module) -> bool:
