@@ -96,3 +96,12 @@ def test_pte_bundle_names_the_missing_extra(runtime_env, bundles):
     proc = _run(runtime_env, "-m", "edgekit.cli", "run", str(bundles.path("cnn_small", "pte")), "--random")
     assert proc.returncode == 2
     assert "pip install 'edgekit-sdk[executorch]'" in proc.stderr
+
+
+def test_profile_runs_without_torch(runtime_env, bundles, tmp_path):
+    out = tmp_path / "p.json"
+    proc = _run(runtime_env, "-m", "edgekit.cli", "profile", str(bundles.path("vit_digits", "tflite")), "--runs", "30",
+                "--json", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert len(data["samples_ms"]) == 30 and data["energy"]["source"] in ("estimate", "rapl", "hwmon", "pi5-pmic")

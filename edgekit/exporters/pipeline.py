@@ -166,6 +166,7 @@ def _manifest(
             "name": spec.name,
             "family": spec.family,
             "parameters": spec.parameters,
+            "flops": spec.flops(),
             "task": spec.task,
             "config": jsonable(spec.config),
             "class_names": list(spec.class_names) if spec.class_names else None,

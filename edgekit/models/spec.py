@@ -51,6 +51,14 @@ class ModelSpec:
     def parameters(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
 
+    def flops(self) -> int:
+        """Floating-point operations of one forward pass on the example inputs (a multiply-add counts 2)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            self.module(*self.example_inputs)
+        return int(counter.get_total_flops())
+
 
 def run_module(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """Call a module and return its outputs as a flat tuple (a single tensor becomes a 1-tuple)."""

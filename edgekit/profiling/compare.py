@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from edgekit import runtimes
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, ValidationFailed
 from edgekit.exporters.pipeline import export, prepare_model
 from edgekit.profiling.latency import measure
 from edgekit.runtimes.torch import TorchRuntime
@@ -63,7 +63,7 @@ def compare_formats(
                 model, format=fmt, out_dir=Path(out_root) / f"{model}-{fmt}", weights=weights, config=config, samples=4
             )
         except EdgekitError as exc:
-            status = "verification failed" if "disagrees" in str(exc) else "export failed"
+            status = "verification failed" if isinstance(exc, ValidationFailed) else "export failed"
             rows[fmt] = FormatRow(fmt, status, None, None, None, None, None, None, str(exc).splitlines()[0])
             continue
         m = result.manifest

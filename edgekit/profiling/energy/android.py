@@ -1,0 +1,50 @@
+"""Android battery through adb: ``current_now`` (microamps) x ``voltage_now`` (microvolts).
+
+Only meaningful while the phone runs from its battery (unplugged, adb over Wi-Fi): on USB power the
+charger supplies the load. The sign of ``current_now`` differs between vendors, so its magnitude is used.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import ClassVar
+
+from edgekit.profiling.energy.base import MeterUnavailable, Reading
+
+SUPPLY = "/sys/class/power_supply/battery"
+
+
+def parse_battery(text: str) -> float:
+    """Watts from two lines: current_now (uA) and voltage_now (uV)."""
+    values = [int(v) for v in text.split()]
+    if len(values) != 2:
+        raise MeterUnavailable(f"expected current_now and voltage_now, got {text.strip()!r}")
+    current_ua, voltage_uv = values
+    return abs(current_ua) * voltage_uv * 1e-12
+
+
+class AndroidBatteryMeter:
+    name: ClassVar[str] = "android-battery"
+    kind: ClassVar[str] = "power"
+
+    def __init__(self, command: str = "adb", serial: str | None = None):
+        self.command = command
+        self.serial = serial
+
+    def _run(self) -> str:
+        argv = [self.command, *(["-s", self.serial] if self.serial else []), "shell",
+                f"cat {SUPPLY}/current_now {SUPPLY}/voltage_now"]  # fmt: skip
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        except FileNotFoundError:
+            raise MeterUnavailable(f"{self.command} not found (install Android platform-tools)") from None
+        if done.returncode != 0:
+            raise MeterUnavailable(f"adb could not read the battery: {done.stderr.strip() or done.returncode}")
+        return done.stdout
+
+    def check(self) -> None:
+        parse_battery(self._run())
+
+    def read(self) -> Reading:
+        return Reading(time.perf_counter(), watts=parse_battery(self._run()))

@@ -1,0 +1,198 @@
+"""``edgekit.profile()``: how a bundle behaves on this device, with every sample kept.
+
+Per graph: verification and cold load time, first inference, steady-state latency over ``runs`` (or at
+least ``duration`` seconds) after ``warmup``, peak resident memory over the window and the memory the
+model added, and energy per inference from a meter (idle baseline subtracted) or an estimate from the
+model's FLOPs — always labelled with its source. Needs numpy and the bundle's runtime only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.bundle import read_bundle
+from edgekit.errors import EdgekitError, UnsupportedOptionError
+from edgekit.profiling.energy import METERS, MeterUnavailable, measure_window, select_meter
+from edgekit.profiling.energy.estimate import DEVICES, detect_device, estimate_joules
+from edgekit.profiling.latency import LatencyStats, measure
+from edgekit.profiling.memory import PeakSampler, rss_bytes
+from edgekit.validate import make_inputs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EnergyResult:
+    source: str  # meter name, or "estimate"
+    joules_per_inference: float
+    average_watts: float | None
+    idle_watts: float | None = None
+    window_seconds: float | None = None
+    detail: str = ""
+    trace: tuple[tuple[float, float], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["trace"] = [list(p) for p in self.trace]
+        return data
+
+
+@dataclass(frozen=True)
+class GraphProfile:
+    graph: str
+    load_ms: float
+    first_inference_ms: float
+    latency: LatencyStats
+    peak_rss_bytes: int
+    model_memory_bytes: int
+    energy: EnergyResult | None
+
+    def summary(self) -> dict[str, Any]:
+        lat = self.latency
+        return {
+            "graph": self.graph, "load_ms": self.load_ms, "first_inference_ms": self.first_inference_ms,
+            "runs": len(lat.samples_ms), "mean_ms": lat.mean, "stdev_ms": lat.stdev, "min_ms": min(lat.samples_ms),
+            "p50_ms": lat.median, "p90_ms": lat.percentile(90), "p99_ms": lat.percentile(99),
+            "max_ms": max(lat.samples_ms), "throughput_per_s": 1e3 / lat.mean if lat.mean else None,
+            "peak_rss_bytes": self.peak_rss_bytes, "model_memory_bytes": self.model_memory_bytes,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ProfileReport:
+    bundle: str
+    model: str
+    format: str
+    runtime: str
+    file_bytes: int
+    verify_ms: float
+    threads: int | None
+    host: dict[str, Any]
+    graphs: tuple[GraphProfile, ...]
+    energy_notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        graphs = []
+        for g in self.graphs:
+            graphs.append({**g.summary(), "samples_ms": list(g.latency.samples_ms),
+                           "energy": g.energy.to_json() if g.energy else None})  # fmt: skip
+        first = graphs[0]
+        return {
+            "bundle": self.bundle, "model": self.model, "format": self.format, "runtime": self.runtime,
+            "file_bytes": self.file_bytes, "verify_ms": self.verify_ms, "threads": self.threads, "host": self.host,
+            **{k: v for k, v in first.items() if k not in ("graph",)},
+            "graphs": graphs, "energy_notes": list(self.energy_notes),
+        }  # fmt: skip
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """One row per timed run: graph, run index, latency."""
+        return [
+            {"graph": g.graph, "run": i, "latency_ms": ms}
+            for g in self.graphs
+            for i, ms in enumerate(g.latency.samples_ms)
+        ]
+
+
+def profile(
+    bundle_path: str | Path,
+    runs: int = 50,
+    warmup: int = 5,
+    duration: float | None = None,
+    threads: int | None = None,
+    energy: str = "auto",
+    idle_seconds: float = 1.0,
+    device: str | None = None,
+) -> ProfileReport:
+    """Profile every graph of a bundle. ``energy``: 'auto', a meter name, 'estimate' or 'none'."""
+    from edgekit import runtimes
+
+    if runs < 1 or warmup < 0:
+        raise UnsupportedOptionError("--runs/--warmup", (runs, warmup), ["runs >= 1 and warmup >= 0"])
+    start = time.perf_counter()
+    bundle = read_bundle(bundle_path)  # hashes checked here: reported as verify time
+    verify_ms = (time.perf_counter() - start) * 1e3
+    meter, notes = _meter(energy)
+    flops = (bundle.manifest.get("model") or {}).get("flops")
+    profiles = []
+    runtime_name = ""
+    for graph in bundle.graphs:
+        before = rss_bytes()
+        with PeakSampler() as peak:
+            t0 = time.perf_counter()
+            runtime = runtimes.load(bundle, graph=graph.name, threads=threads)
+            load_ms = (time.perf_counter() - t0) * 1e3
+            runtime_name = runtime.name
+            feed = make_inputs(runtime.input_specs, 1, seed=0)[0]
+            t0 = time.perf_counter()
+            runtime.run(feed)
+            first_ms = (time.perf_counter() - t0) * 1e3
+            model_memory = rss_bytes() - before
+
+            for _ in range(warmup):  # outside the energy window, which must hold the timed runs only
+                runtime.run(feed)
+
+            def timed(runtime=runtime, feed=feed) -> LatencyStats:
+                return measure(lambda: runtime.run(feed), runs=runs, warmup=0, min_seconds=duration or 0.0)
+
+            if meter is not None:
+                measured, latency = measure_window(meter, timed, idle_seconds=idle_seconds)
+                result = EnergyResult(
+                    meter.name, measured.joules / len(latency.samples_ms), measured.average_watts, measured.idle_watts,
+                    measured.seconds,
+                    f"{measured.samples} samples over {measured.seconds:.2f} s, {measured.wraps} counter wrap(s)",
+                    measured.trace,
+                )  # fmt: skip
+            else:
+                latency = timed()
+                result = _estimate(energy, flops, latency, device)
+            runtime.close()
+        profiles.append(GraphProfile(graph.name, load_ms, first_ms, latency, peak.peak, model_memory, result))
+    return ProfileReport(
+        bundle=str(bundle_path), model=bundle.model, format=bundle.format, runtime=runtime_name,
+        file_bytes=sum(f["bytes"] for f in bundle.manifest["files"].values()), verify_ms=verify_ms,
+        threads=threads, host=host_info(), graphs=tuple(profiles), energy_notes=tuple(notes),
+    )  # fmt: skip
+
+
+def _meter(choice: str):
+    allowed = ["auto", "none", "estimate", *METERS.names()]
+    if choice not in allowed:
+        raise UnsupportedOptionError("--energy", choice, allowed)
+    try:
+        return select_meter(choice)
+    except MeterUnavailable as exc:
+        raise EdgekitError(f"energy meter {choice!r} cannot be read here: {exc}") from None
+
+
+def _estimate(choice: str, flops: float | None, latency: LatencyStats, device: str | None) -> EnergyResult | None:
+    if choice == "none":
+        return None
+    if not flops:
+        log.warning("no energy meter and the manifest has no FLOP count: energy not reported")
+        return None
+    device = device or detect_device()
+    joules = estimate_joules(flops, device)
+    row = DEVICES.get(device)
+    return EnergyResult(
+        "estimate", joules, joules / (latency.median / 1e3), None, None,
+        f"{flops / 1e6:,.1f} MFLOP x {row.joules_per_flop * 1e12:.0f} pJ/FLOP ({device}: {row.basis})",
+    )  # fmt: skip
+
+
+def host_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count(),
+                            "python": platform.python_version()}  # fmt: skip
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return info
