@@ -31,8 +31,11 @@ test-runtime: setup
 test-slow: setup
 	$(PYTEST) -m slow
 
+# `edgekit bench` (export, verify, profile with energy) for every built-in model at full size.
 bench: setup
-	$(BIN)/python benchmarks/formats.py
+	for model in $$($(BIN)/python -c "from edgekit.models import list_models; print(*list_models())"); do \
+		$(BIN)/edgekit bench $$model -o build/bench --json build/bench/$$model.json || exit 1; \
+	done
 
 lint: setup
 	$(BIN)/ruff check edgekit tests benchmarks examples
