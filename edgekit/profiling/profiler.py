@@ -1,6 +1,7 @@
 """``edgekit.profile()``: how a bundle behaves on this device, with every sample kept.
 
-Per graph: verification and cold load time, first inference, steady-state latency over ``runs`` (or at
+Per graph: verification, runtime import (once per process) and cold load time, first inference,
+steady-state latency over ``runs`` (or at
 least ``duration`` seconds) after ``warmup``, peak resident memory over the window and the memory the
 model added, and energy per inference from a meter (idle baseline subtracted) or an estimate from the
 model's FLOPs — always labelled with its source. Needs numpy and the bundle's runtime only.
@@ -18,6 +19,7 @@ from typing import Any
 
 from edgekit.bundle import read_bundle
 from edgekit.errors import EdgekitError, UnsupportedOptionError
+from edgekit.formats import get_format
 from edgekit.profiling.energy import METERS, MeterUnavailable, measure_window, select_meter
 from edgekit.profiling.energy.estimate import DEVICES, detect_device, estimate_joules
 from edgekit.profiling.latency import LatencyStats, measure
@@ -72,6 +74,7 @@ class ProfileReport:
     runtime: str
     file_bytes: int
     verify_ms: float
+    import_ms: float  # importing the runtime's native library in this process (paid once per process)
     threads: int | None
     host: dict[str, Any]
     graphs: tuple[GraphProfile, ...]
@@ -85,7 +88,8 @@ class ProfileReport:
         first = graphs[0]
         return {
             "bundle": self.bundle, "model": self.model, "format": self.format, "runtime": self.runtime,
-            "file_bytes": self.file_bytes, "verify_ms": self.verify_ms, "threads": self.threads, "host": self.host,
+            "file_bytes": self.file_bytes, "verify_ms": self.verify_ms, "import_ms": self.import_ms,
+            "threads": self.threads, "host": self.host,
             **{k: v for k, v in first.items() if k not in ("graph",)},
             "graphs": graphs, "energy_notes": list(self.energy_notes),
         }  # fmt: skip
@@ -117,6 +121,9 @@ def profile(
     start = time.perf_counter()
     bundle = read_bundle(bundle_path)  # hashes checked here: reported as verify time
     verify_ms = (time.perf_counter() - start) * 1e3
+    t0 = time.perf_counter()
+    get_format(bundle.format).runtime_class().import_native()
+    import_ms = (time.perf_counter() - t0) * 1e3
     meter, notes = _meter(energy)
     flops = (bundle.manifest.get("model") or {}).get("flops")
     profiles = []
@@ -155,7 +162,7 @@ def profile(
         profiles.append(GraphProfile(graph.name, load_ms, first_ms, latency, peak.peak, model_memory, result))
     return ProfileReport(
         bundle=str(bundle_path), model=bundle.model, format=bundle.format, runtime=runtime_name,
-        file_bytes=sum(f["bytes"] for f in bundle.manifest["files"].values()), verify_ms=verify_ms,
+        file_bytes=sum(f["bytes"] for f in bundle.manifest["files"].values()), verify_ms=verify_ms, import_ms=import_ms,
         threads=threads, host=host_info(), graphs=tuple(profiles), energy_notes=tuple(notes),
     )  # fmt: skip
 

@@ -52,6 +52,10 @@ class Runtime:
         self.graph = graph
 
     # -- what subclasses provide -------------------------------------------------------------
+    @classmethod
+    def import_native(cls) -> None:
+        """Import the native library (once per process); MissingDependencyError names the extra."""
+
     def _open(self, graph: GraphSpec | None) -> None:
         raise NotImplementedError
 

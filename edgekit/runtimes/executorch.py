@@ -15,12 +15,19 @@ _SCALAR_TYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6:
 class ExecuTorchRuntime(Runtime):
     name = "ExecuTorch runtime"
 
-    def _open(self, graph: GraphSpec | None) -> None:
+    @classmethod
+    def import_native(cls) -> None:
         try:
-            import torch
-            from executorch.runtime import Runtime as _ETRuntime
+            import executorch.runtime  # noqa: F401
+            import torch  # noqa: F401
         except ImportError:
             raise MissingDependencyError("executorch", "executorch", "running .pte bundles") from None
+
+    def _open(self, graph: GraphSpec | None) -> None:
+        self.import_native()
+        import torch
+        from executorch.runtime import Runtime as _ETRuntime
+
         self._torch = torch
         if self.threads:
             from executorch.extension.pybindings import portable_lib

@@ -39,6 +39,10 @@ def _position(name: str) -> tuple[int, str]:
 class LiteRTRuntime(Runtime):
     name = "LiteRT interpreter"
 
+    @classmethod
+    def import_native(cls) -> None:
+        _interpreter_class()
+
     def _open(self, graph: GraphSpec | None) -> None:
         interpreter_cls, self.backend = _interpreter_class()
         self._interpreter = interpreter_cls(model_path=str(self.model_file), num_threads=self.threads or 2)

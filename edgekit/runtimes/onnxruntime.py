@@ -22,11 +22,17 @@ _ORT_TYPES = {
 class OnnxRuntime(Runtime):
     name = "ONNX Runtime"
 
-    def _open(self, graph: GraphSpec | None) -> None:
+    @classmethod
+    def import_native(cls) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
         except ImportError:
             raise MissingDependencyError("onnxruntime", "onnx", "running .onnx bundles") from None
+
+    def _open(self, graph: GraphSpec | None) -> None:
+        self.import_native()
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only; the library logs through edgekit, not stderr
         if self.threads:
