@@ -25,3 +25,17 @@ def test_vit_tiny_for_android_end_to_end(tmp_path):
     result = runner.invoke(cli, ["run", str(out), "--random", "--json"], catch_exceptions=False)
     assert result.exit_code == 0
     assert json.loads(result.stdout)["outputs"]["logits"]["shape"] == [1, 1000]
+
+
+@pytest.mark.parametrize("args", [["--target", "android"], ["--format", "tflite"], ["--format", "onnx"]])
+def test_tinyvit_5m_exports_verified_and_folded(tmp_path, args):
+    out = tmp_path / "tv"
+    result = CliRunner().invoke(cli, ["export", "tinyvit_5m", *args, "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["validation"]["passed"] and manifest["transforms"]["norms_left"] == 0
+    assert manifest["transforms"]["fold_norms"]["folded"] == {
+        "conv+bn": 27
+    }  # stem 2, MBConv 6, merges 9, local convs 10
+    if manifest["format"] == "pte":
+        assert manifest["export"]["undelegated_op_count"] == 0
