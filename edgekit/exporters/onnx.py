@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 
 from edgekit.exporters.base import require, stage
+from edgekit.models.layers import native_layer_norm
 from edgekit.models.spec import ModelSpec
 from edgekit.types import ExportOptions, GraphSpec, LoweredGraph
 
@@ -28,7 +29,9 @@ class OnnxExporter:
         self.check_environment()
         filename = "model.onnx"
         before = set(p.name for p in out_dir.iterdir())
-        with stage("onnx", "exporting with torch.onnx (dynamo)"):
+        # ONNX Runtime has a fused LayerNormalization kernel: the native op beats the spelled-out form there
+        # (TinyViT-5M: 29.4 vs 35.8 ms), while XNNPACK-backed formats want the spelled-out one.
+        with stage("onnx", "exporting with torch.onnx (dynamo)"), native_layer_norm():
             program = torch.onnx.export(
                 spec.module,
                 spec.example_inputs,

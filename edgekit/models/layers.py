@@ -3,14 +3,31 @@
 ExecuTorch's XNNPACK partitioner (1.5.1) leaves several common spellings on slow portable
 kernels: ``native_layer_norm``, ``mean`` over the last dim of a 3-D tensor, ``split``/``select``
 (q, k, v = qkv.unbind(...)) and the identity ``expand`` that a 4-D ``@`` inserts. The modules
-below compute the same functions with linear layers, reshapes and 3-D ``bmm`` instead.
+below compute the same functions with linear layers, reshapes and 3-D ``bmm`` instead. (The ONNX
+exporter traces LayerNorm as the native op, inside ``native_layer_norm()``: ONNX Runtime fuses it.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+_NATIVE_LAYER_NORM = contextvars.ContextVar("edgekit_native_layer_norm", default=False)
+
+
+@contextlib.contextmanager
+def native_layer_norm() -> Iterator[None]:
+    """Trace :class:`LayerNorm` as the framework's own op, for exporters whose runtimes fuse it."""
+    token = _NATIVE_LAYER_NORM.set(True)
+    try:
+        yield
+    finally:
+        _NATIVE_LAYER_NORM.reset(token)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -19,11 +36,15 @@ class LayerNorm(nn.LayerNorm):
     Same parameters and state-dict keys as ``nn.LayerNorm`` (checkpoints load unchanged).
     """
 
+    fx_leaf = True  # BatchNorm folding keeps it whole, so the spelling is chosen when the exporter traces
+
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__(dim, eps=eps)
         self.register_buffer("_mean_weight", torch.full((1, dim), 1.0 / dim), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _NATIVE_LAYER_NORM.get():
+            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         centred = x - F.linear(x, self._mean_weight)
         var = F.linear(centred * centred, self._mean_weight)
         return centred * torch.rsqrt(var + self.eps) * self.weight + self.bias

@@ -1,7 +1,8 @@
 """Export one model to several formats and compare them with PyTorch eager in the same process.
 
 Rounds interleave the runtimes (eager, pte, tflite, onnx, eager, ...) so that a noisy neighbour
-on a shared machine slows every contender alike; each row reports the median over rounds of the
+on a shared machine slows every contender alike, with a pause before each so that one runtime's
+spin-waiting threads do not tax the next; each row reports the median over rounds of the
 per-round median, and the ratio to eager is taken per round before the median.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -83,6 +85,7 @@ def compare_formats(
     for r in range(rounds):
         notify(f"{model}: timing round {r + 1}/{rounds}")
         for name, runtime in contenders.items():
+            time.sleep(0.3)  # let the previous runtime's spinning worker threads (OpenMP, ORT) go idle first
             per_round[name].append(measure(lambda rt=runtime: rt.run(sample), runs=runs, warmup=3).median)
     eager = per_round["eager"]
     out = [FormatRow("eager", "ok", _param_bytes(spec.module), 0.0, statistics.median(eager), 1.0, None, None)]

@@ -85,8 +85,11 @@ def norm_affine(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _Tracer(fx.Tracer):
+    """Keeps norms whole; so too modules that choose their spelling at export time (``fx_leaf = True``)."""
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (RepBN, Affine)) or super().is_leaf_module(m, qualname)
+        leaf = isinstance(m, (RepBN, Affine)) or getattr(m, "fx_leaf", False)
+        return leaf or super().is_leaf_module(m, qualname)
 
 
 NORM_TYPES = (_BatchNorm, RepBN)
