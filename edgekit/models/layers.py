@@ -104,3 +104,10 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+def init_linear_weights(module: nn.Module) -> None:
+    """ViT-style initialisation for ``model.apply``: truncated-normal Linear weights (std 0.02), zero bias."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.zeros_(module.bias)

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekit.models.layers import LayerNorm, Mlp
-from edgekit.models.spec import ModelSpec, register_model
+from edgekit.models.layers import LayerNorm, Mlp, init_linear_weights
+from edgekit.models.spec import ModelSpec, image_classifier_spec, register_model
 from edgekit.transforms.reparam import RepBN
 
 
@@ -110,7 +110,7 @@ class SLABDeiT(nn.Module):
         )
         self.norm = _norm(norm, dim)
         self.head = nn.Linear(dim, num_classes)
-        self.apply(_init_weights)
+        self.apply(init_linear_weights)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed  # (B, N, C)
@@ -130,20 +130,8 @@ class SLABDeiT(nn.Module):
                 m.lam.fill_(lam)
 
 
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        nn.init.zeros_(m.bias)
-
-
 def _slab_spec(name: str, **config) -> ModelSpec:
-    module = SLABDeiT(**config)
-    example = torch.randn(1, config["in_chans"], config["img_size"], config["img_size"])
-    classes = tuple(str(i) for i in range(10)) if config["num_classes"] == 10 else None
-    return ModelSpec(
-        name=name, family="slab", module=module, example_inputs=(example,), input_names=("image",),
-        output_names=("logits",), config=dict(config), class_names=classes,
-    )  # fmt: skip
+    return image_classifier_spec(name, "slab", SLABDeiT(**config), config)
 
 
 @register_model("slab_deit_tiny", family="slab", description="SLAB DeiT-T: PRepBN + simplified linear attention")

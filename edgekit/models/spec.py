@@ -60,6 +60,18 @@ class ModelSpec:
         return int(counter.get_total_flops())
 
 
+def image_classifier_spec(
+    name: str, family: str, module: torch.nn.Module, config: dict[str, Any], **extra: Any
+) -> ModelSpec:
+    """The spec of a classifier over (1, in_chans, img_size, img_size) images with one ``logits`` output."""
+    example = torch.randn(1, config["in_chans"], config["img_size"], config["img_size"])
+    classes = tuple(str(i) for i in range(10)) if config["num_classes"] == 10 else None
+    return ModelSpec(
+        name=name, family=family, module=module, example_inputs=(example,), input_names=("image",),
+        output_names=("logits",), config=dict(config), class_names=classes, **extra,
+    )  # fmt: skip
+
+
 def run_module(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """Call a module and return its outputs as a flat tuple (a single tensor becomes a 1-tuple)."""
     with torch.no_grad():

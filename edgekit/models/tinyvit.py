@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekit.models.layers import LayerNorm
-from edgekit.models.spec import ModelSpec, register_model
+from edgekit.models.layers import LayerNorm, init_linear_weights
+from edgekit.models.spec import ModelSpec, image_classifier_spec, register_model
 
 
 class ConvNorm(nn.Sequential):
@@ -264,7 +263,7 @@ class TinyViT(nn.Module):
             stages.append(stage)
         self.stages = nn.Sequential(*stages)
         self.head = ClassifierHead(embed_dims[-1], num_classes, res)
-        self.apply(_init_weights)
+        self.apply(init_linear_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.patch_embed(x)))
@@ -312,12 +311,6 @@ def remap_tinyvit_keys(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.
     return out, origin
 
 
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        nn.init.zeros_(m.bias)
-
-
 _SIZES = {
     "5m": ((64, 128, 160, 320), (2, 4, 5, 10)),
     "11m": ((64, 128, 256, 448), (2, 4, 8, 14)),
@@ -340,12 +333,7 @@ def _tinyvit_spec(name: str, size: str, img_size: int, window_sizes, embed_dims,
     full = {"img_size": img_size, "embed_dims": list(embed_dims), "num_heads": list(num_heads),
             "window_sizes": list(window_sizes), **config}  # fmt: skip
     full["depths"] = list(config["depths"])
-    example = torch.randn(1, config["in_chans"], img_size, img_size)
-    spec = ModelSpec(
-        name=name, family="tinyvit", module=module, example_inputs=(example,), input_names=("image",),
-        output_names=("logits",), config=full,
-    )  # fmt: skip
-    return replace(spec, class_names=tuple(str(i) for i in range(10))) if config["num_classes"] == 10 else spec
+    return image_classifier_spec(name, "tinyvit", module, full)
 
 
 def _register(size: str) -> None:

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekit.models.layers import Block, LayerNorm
-from edgekit.models.spec import ModelSpec, register_model
+from edgekit.models.layers import Block, LayerNorm, init_linear_weights
+from edgekit.models.spec import ModelSpec, image_classifier_spec, register_model
 
 
 class VisionTransformer(nn.Module):
@@ -34,7 +34,7 @@ class VisionTransformer(nn.Module):
         self.blocks = nn.Sequential(*[Block(dim, heads, int(dim * mlp_ratio)) for _ in range(depth)])
         self.norm = LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
-        self.apply(_init_weights)
+        self.apply(init_linear_weights)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled (class-token) feature, (B, dim)."""
@@ -50,26 +50,8 @@ class VisionTransformer(nn.Module):
         return self.head(self.features(x))
 
 
-def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        nn.init.zeros_(module.bias)
-
-
 def _vit_spec(name: str, **config) -> ModelSpec:
-    module = VisionTransformer(**config)
-    example = torch.randn(1, config["in_chans"], config["img_size"], config["img_size"])
-    classes = tuple(str(i) for i in range(config["num_classes"])) if config["num_classes"] == 10 else None
-    return ModelSpec(
-        name=name,
-        family="vit",
-        module=module,
-        example_inputs=(example,),
-        input_names=("image",),
-        output_names=("logits",),
-        config=dict(config),
-        class_names=classes,
-    )
+    return image_classifier_spec(name, "vit", VisionTransformer(**config), config)
 
 
 @register_model("vit_tiny", family="vit")
