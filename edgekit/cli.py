@@ -226,6 +226,7 @@ def export(model, target, fmt, delegate, out_dir, weights, allow_mismatch, sampl
             config=_parse_settings(settings),
             allow_mismatch=allow_mismatch,
             samples=samples,
+            fold=not no_fold,
             on_stage=lambda msg: status.update(f"{model}: {msg}"),
         )
     _render_export(result)

@@ -95,6 +95,15 @@ def test_export_default_directory_is_named_after_model_and_target(tmp_path, monk
     assert manifest["target"] == "linux-x86_64" and manifest["format"] == "onnx"
 
 
+def test_no_fold_keeps_batchnorm(tmp_path):
+    out = tmp_path / "b"
+    result = invoke("export", "cnn_small", "-f", "onnx", "-o", str(out), "--set", "widths=[4,8]", "--no-fold",
+                    "--samples", "2")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    transforms = json.loads((out / MANIFEST_NAME).read_text())["transforms"]
+    assert transforms["norms_left"] == 4 and "skipped" in transforms["fold_norms"]
+
+
 def test_run_random_prints_top_classes(bundles):
     result = invoke("run", str(bundles.path("cnn_small", "tflite")), "--random")
     assert result.exit_code == 0, result.output
