@@ -286,8 +286,10 @@ def run(bundle, inputs, use_random, graph, threads, as_json, seed) -> None:
 
     if bool(inputs) == use_random:
         raise InputError("give the inputs with --input FILE.npy (repeatable) or ask for --random, not both")
-    manifest = read_bundle(bundle).manifest if (Path(bundle) / MANIFEST_NAME).is_file() else {}
-    with load(bundle, graph=graph, threads=threads) as runtime:
+    # A bundle is read (and its hashes checked) once; a bare model file has no manifest.
+    source = read_bundle(bundle) if (Path(bundle) / MANIFEST_NAME).is_file() else bundle
+    manifest = source.manifest if not isinstance(source, str) else {}
+    with load(source, graph=graph, threads=threads) as runtime:
         feed = (
             random_inputs(runtime.input_specs, seed) if use_random else inputs_from_files(runtime.input_specs, inputs)
         )

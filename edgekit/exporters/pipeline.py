@@ -21,7 +21,7 @@ import torch
 
 from edgekit import runtimes
 from edgekit.bundle import MANIFEST_NAME, SCHEMA_VERSION, describe_files, write_manifest
-from edgekit.errors import BundleError, UnsupportedOptionError, ValidationFailed
+from edgekit.errors import BundleError, EdgekitError, UnsupportedOptionError, ValidationFailed
 from edgekit.formats import get_format
 from edgekit.models import ModelSpec, resolve_model
 from edgekit.models.spec import run_module
@@ -200,3 +200,13 @@ def _validate(spec: ModelSpec, bundle_dir: Path, options: ExportOptions):
     with runtimes.load(bundle_dir) as runtime:
         candidate = [runtime.run(sample) for sample in input_sets]
     return compare(reference, candidate, options.tolerance, classify=spec.task == "classification")
+
+
+def try_export(model: str, fmt: str, out_root: str | Path, **kwargs: Any) -> tuple[ExportResult | None, str, str]:
+    """(result, status, detail) for benchmarks: status is ok / verification failed / export failed."""
+    try:
+        return export(model, format=fmt, out_dir=Path(out_root) / f"{model}-{fmt}", **kwargs), "ok", ""
+    except ValidationFailed as exc:
+        return None, "verification failed", str(exc)
+    except EdgekitError as exc:
+        return None, "export failed", str(exc)

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import EdgekitError, ValidationFailed
-from edgekit.exporters.pipeline import export
+from edgekit.errors import EdgekitError
+from edgekit.exporters.pipeline import try_export
 from edgekit.profiling.profiler import profile
 
 
@@ -43,14 +43,9 @@ def bench(
     rows = []
     for fmt in formats:
         notify(f"{model}: exporting to {fmt}")
-        try:
-            result = export(model, format=fmt, out_dir=Path(out_root) / f"{model}-{fmt}", config=config,
-                            weights=weights, samples=4)  # fmt: skip
-        except ValidationFailed as exc:
-            rows.append(BenchRow(fmt, "verification failed", detail=str(exc)))
-            continue
-        except EdgekitError as exc:
-            rows.append(BenchRow(fmt, "export failed", detail=str(exc)))
+        result, status, detail = try_export(model, fmt, out_root, config=config, weights=weights, samples=4)
+        if result is None:
+            rows.append(BenchRow(fmt, status, detail=detail))
             continue
         notify(f"{model}: profiling {fmt}")
         try:

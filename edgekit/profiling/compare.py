@@ -19,8 +19,7 @@ from typing import Any
 import torch
 
 from edgekit import runtimes
-from edgekit.errors import EdgekitError, ValidationFailed
-from edgekit.exporters.pipeline import export, prepare_model
+from edgekit.exporters.pipeline import prepare_model, try_export
 from edgekit.profiling.latency import measure
 from edgekit.runtimes.torch import TorchRuntime
 from edgekit.types import GraphSpec
@@ -60,13 +59,9 @@ def compare_formats(
     rows: dict[str, FormatRow] = {}
     for fmt in formats:
         notify(f"{model}: exporting to {fmt}")
-        try:
-            result = export(
-                model, format=fmt, out_dir=Path(out_root) / f"{model}-{fmt}", weights=weights, config=config, samples=4
-            )
-        except EdgekitError as exc:
-            status = "verification failed" if isinstance(exc, ValidationFailed) else "export failed"
-            rows[fmt] = FormatRow(fmt, status, None, None, None, None, None, None, str(exc).splitlines()[0])
+        result, status, detail = try_export(model, fmt, out_root, weights=weights, config=config, samples=4)
+        if result is None:
+            rows[fmt] = FormatRow(fmt, status, None, None, None, None, None, None, detail.splitlines()[0])
             continue
         m = result.manifest
         rows[fmt] = FormatRow(

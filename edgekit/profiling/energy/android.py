@@ -6,11 +6,10 @@ charger supplies the load. The sign of ``current_now`` differs between vendors, 
 
 from __future__ import annotations
 
-import subprocess
 import time
 from typing import ClassVar
 
-from edgekit.profiling.energy.base import MeterUnavailable, Reading
+from edgekit.profiling.energy.base import MeterUnavailable, Reading, run_meter_command
 
 SUPPLY = "/sys/class/power_supply/battery"
 
@@ -35,13 +34,7 @@ class AndroidBatteryMeter:
     def _run(self) -> str:
         argv = [self.command, *(["-s", self.serial] if self.serial else []), "shell",
                 f"cat {SUPPLY}/current_now {SUPPLY}/voltage_now"]  # fmt: skip
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        except FileNotFoundError:
-            raise MeterUnavailable(f"{self.command} not found (install Android platform-tools)") from None
-        if done.returncode != 0:
-            raise MeterUnavailable(f"adb could not read the battery: {done.stderr.strip() or done.returncode}")
-        return done.stdout
+        return run_meter_command(argv, "install Android platform-tools")
 
     def check(self) -> None:
         parse_battery(self._run())

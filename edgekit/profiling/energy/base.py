@@ -13,6 +13,7 @@ fake sysfs tree or a fake ``vcgencmd`` / ``adb`` that prints the real formats.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +22,17 @@ from typing import ClassVar, Protocol
 
 class MeterUnavailable(Exception):
     """The meter's hardware or permission is not there; the message says which."""
+
+
+def run_meter_command(argv: list[str], missing_hint: str, timeout: float = 10) -> str:
+    """stdout of a meter's command; a missing binary or a failure becomes MeterUnavailable."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise MeterUnavailable(f"{argv[0]} not found ({missing_hint})") from None
+    if done.returncode != 0:
+        raise MeterUnavailable(f"{' '.join(argv[:2])} failed: {done.stderr.strip() or done.returncode}")
+    return done.stdout
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,10 @@ so converter losses and USB devices are outside the number.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from typing import ClassVar
 
-from edgekit.profiling.energy.base import MeterUnavailable, Reading
+from edgekit.profiling.energy.base import MeterUnavailable, Reading, run_meter_command
 
 _LINE = re.compile(r"^\s*(?P<rail>\S+)_(?P<kind>[AV])\s+(?:current|volt)\(\d+\)=(?P<value>[-\d.]+)[AV]\s*$")
 
@@ -36,13 +35,7 @@ class Pi5PmicMeter:
         self.command = command
 
     def _run(self) -> str:
-        try:
-            done = subprocess.run([self.command, "pmic_read_adc"], capture_output=True, text=True, timeout=5)
-        except FileNotFoundError:
-            raise MeterUnavailable(f"{self.command} not found (not a Raspberry Pi OS system)") from None
-        if done.returncode != 0:
-            raise MeterUnavailable(f"{self.command} pmic_read_adc failed: {done.stderr.strip() or done.returncode}")
-        return done.stdout
+        return run_meter_command([self.command, "pmic_read_adc"], "not a Raspberry Pi OS system", timeout=5)
 
     def check(self) -> None:
         if not parse_pmic(self._run()):
