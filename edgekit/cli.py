@@ -528,5 +528,17 @@ def _yes(ok: bool) -> str:
     return "[green]yes[/green]" if ok else "[red]no[/red]"
 
 
+def _register_split_commands() -> None:
+    from edgekit.cli_split import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
 if __name__ == "__main__":
-    main()
+    # Run the imported module's group (the one the split commands register on), not this __main__ copy.
+    from edgekit.cli import main as _main
+
+    _main()
+else:
+    _register_split_commands()

@@ -38,7 +38,7 @@ def runtime_env() -> Path:
     if not (STAMP.is_file() and STAMP.read_text() == wanted):
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
         pip = [str(_venv_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, f"{ROOT}[onnx]", *REQUIREMENTS], check=True, timeout=900)
+        subprocess.run([*pip, f"{ROOT}[onnx,split]", *REQUIREMENTS], check=True, timeout=900)
         STAMP.write_text(wanted)
     return _venv_python()
 

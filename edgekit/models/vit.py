@@ -23,7 +23,11 @@ class VisionTransformer(nn.Module):
         depth: int,
         heads: int,
         mlp_ratio: float,
+        block_heads: list[int] | None = None,
+        block_mlp: list[int] | None = None,
     ):
+        """``block_heads`` / ``block_mlp`` give each block its own head count and MLP width (a pruned ViT);
+        the head dimension stays ``dim // heads`` either way."""
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
@@ -31,7 +35,14 @@ class VisionTransformer(nn.Module):
         self.patch_embed = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.randn(1, self.num_patches + 1, dim) * 0.02)
-        self.blocks = nn.Sequential(*[Block(dim, heads, int(dim * mlp_ratio)) for _ in range(depth)])
+        head_dim = dim // heads
+        block_heads = list(block_heads or [heads] * depth)
+        block_mlp = list(block_mlp or [int(dim * mlp_ratio)] * depth)
+        if len(block_heads) != depth or len(block_mlp) != depth:
+            raise ValueError(f"block_heads and block_mlp need one entry per block ({depth})")
+        self.blocks = nn.Sequential(
+            *[Block(dim, h, m, head_dim=head_dim) for h, m in zip(block_heads, block_mlp, strict=True)]
+        )
         self.norm = LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
         self.apply(init_linear_weights)

@@ -32,6 +32,8 @@ class Runtime:
     name: ClassVar[str] = "runtime"
     # the package that executes the model, where a format has several (LiteRT: ai_edge_litert or tflite_runtime)
     backend: str = ""
+    # top-level packages the runtime needs, for a check that imports nothing; "a|b" means either will do
+    native_packages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model_file: Path, graph: GraphSpec | None, threads: int | None = None):
         self.model_file = Path(model_file)
@@ -50,6 +52,13 @@ class Runtime:
         if graph is None:
             graph = self._introspect()
         self.graph = graph
+
+    @classmethod
+    def installed(cls) -> bool:
+        """Whether the native packages are present, without importing them (torch alone takes seconds)."""
+        from importlib.util import find_spec
+
+        return all(any(find_spec(name) for name in group.split("|")) for group in cls.native_packages)
 
     # -- what subclasses provide -------------------------------------------------------------
     @classmethod

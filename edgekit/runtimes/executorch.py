@@ -14,6 +14,7 @@ _SCALAR_TYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6:
 
 class ExecuTorchRuntime(Runtime):
     name = "ExecuTorch runtime"
+    native_packages = ("executorch", "torch")
 
     @classmethod
     def import_native(cls) -> None:

@@ -38,6 +38,7 @@ def _position(name: str) -> tuple[int, str]:
 
 class LiteRTRuntime(Runtime):
     name = "LiteRT interpreter"
+    native_packages = ("ai_edge_litert|tflite_runtime",)
 
     @classmethod
     def import_native(cls) -> None:

@@ -21,6 +21,7 @@ _ORT_TYPES = {
 
 class OnnxRuntime(Runtime):
     name = "ONNX Runtime"
+    native_packages = ("onnxruntime",)
 
     @classmethod
     def import_native(cls) -> None:

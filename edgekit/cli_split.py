@@ -1,0 +1,199 @@
+"""The split commands of ``edgekit``: ``split`` (plan), ``worker`` (serve shards), ``infer-split`` (run).
+
+Registered on the main group by ``edgekit.cli``; rendering only -- the work is in ``edgekit.splitter``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.table import Table
+
+from edgekit import cli as _cli
+from edgekit.errors import InputError
+
+
+@click.command()
+@click.argument("model")
+@click.option("--devices", "devices_file", required=True, type=click.Path(dir_okay=False), help="devices.yaml.")
+@click.option("--strategy", default="edvit", show_default=True, help="Split strategy.")
+@click.option("--partition", default="balanced", show_default=True, help="contiguous, balanced or confusion.")
+@click.option("-w", "--weights", type=click.Path(dir_okay=False), help="Trained weights (else the model is trained).")
+@click.option("--data", default="digits", show_default=True, help="Built-in dataset to train, prune and fuse on.")
+@click.option("--epochs", default=30, show_default=True, help="Training epochs of the full model (without -w).")
+@click.option("--finetune-epochs", default=12, show_default=True, help="Distillation epochs per sub-model.")
+@click.option("--keep", type=float, help="Keep ratio of heads and neurons (default: 1/N of the size, within memory).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Plan directory.")
+@_cli._set_option
+def split(model, devices_file, strategy, partition, weights, data, epochs, finetune_epochs, keep, seed, out_dir,
+          settings) -> None:  # fmt: skip
+    """Split a ViT into class-wise pruned sub-models for the devices in devices.yaml (ED-ViT)."""
+    from edgekit.splitter import load_devices
+    from edgekit.splitter.edvit import SplitSettings, plan_split
+
+    _cli._requiet()
+    devices = load_devices(devices_file)
+    options = SplitSettings(
+        strategy=strategy, partition=partition, epochs=epochs, finetune_epochs=finetune_epochs, keep_ratio=keep,
+        seed=seed,
+    )  # fmt: skip
+    with _cli.err.status("planning", spinner="dots") as status:
+        plan = plan_split(
+            model, devices, out_dir, weights=weights, data=data, config=_cli._parse_settings(settings),
+            settings=options, on_stage=lambda msg: status.update(msg),
+        )  # fmt: skip
+    render_plan(plan)
+
+
+def render_plan(plan) -> None:
+    report = plan.report
+    full, fused = report["full"], report["split"]
+    table = Table(title=f"{plan.model['name']} split over {len(plan.devices)} devices ({plan.partition} classes)")
+    for col in ("shard", "classes", "device", "format", "keep", "params", "size", "reduction", "subset acc", "est ms"):
+        table.add_column(col, justify="left" if col in ("shard", "classes", "device", "format") else "right")
+    for s in plan.shards:
+        table.add_row(
+            s.name, ",".join(plan.class_names[c] for c in s.classes), s.device, s.format, f"{s.keep_ratio:.0%}",
+            _cli._count(s.parameters), _cli._size(s.size_bytes), f"{fused['size_reduction_per_shard'][s.name]:.1f}x",
+            f"{fused['subset_accuracy'][s.name]:.1%}", f"{s.estimated_ms:.3f}",
+        )  # fmt: skip
+    table.add_row(
+        "full", "all", "-", "-", "100%", _cli._count(full["feature_parameters"]), _cli._size(full["size_bytes"]),
+        "1.0x", f"{full['accuracy']:.1%}", f"{full['estimated_ms_on_fastest']:.3f}", style="dim",
+    )  # fmt: skip
+    _cli.out.print(table)
+    degraded = ", ".join(f"without {k} {v:.1%}" for k, v in fused["degraded_accuracy"].items())
+    _cli.out.print(
+        f"held-out accuracy: full {full['accuracy']:.2%}, fused split {fused['accuracy']:.2%} "
+        f"({fused['accuracy_drop_points']:+.2f} points lost); degraded: {degraded}\n"
+        f"largest shard {fused['largest_shard_fraction']:.1%} of the full model; estimated critical path "
+        f"{fused['critical_path_ms']:.3f} ms -> {plan.root}",
+        soft_wrap=True,
+    )
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told).")
+@click.option("--port", default=50051, show_default=True, help="Port (0 picks a free one and prints it).")
+@click.option("--workdir", default="edgekit-worker", show_default=True, type=click.Path(file_okay=False),
+              help="Where deployed shards are kept.")  # fmt: skip
+@click.option("--name", help="Worker name in replies (default host:port).")
+@click.option("--threads", type=int, help="Runtime threads per shard.")
+@click.option("--max-message-mb", default=16, show_default=True, help="Largest gRPC message accepted.")
+def worker(host, port, workdir, name, threads, max_message_mb) -> None:
+    """Serve shard bundles over gRPC: health, deploy (verified), inference."""
+    from edgekit.splitter.worker import start_worker
+
+    running = start_worker(host, port, workdir, name, threads, max_message_bytes=max_message_mb << 20)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    shards = ", ".join(s.name for s in running.store.snapshot()) or "none yet"
+    click.echo(f"edgekit worker listening on {host}:{running.port} (workdir {workdir}, shards: {shards})")
+    sys.stdout.flush()
+    stop.wait()
+    running.stop()
+
+
+@click.command(name="infer-split")
+@click.argument("plan_dir", type=click.Path())
+@click.option("--workers", help="name=host:port,... (default: the addresses in devices.yaml).")
+@click.option("-i", "--input", "input_file", type=click.Path(dir_okay=False), help="A .npy image batch to classify.")
+@click.option("--eval", "eval_data", help="Evaluate on a built-in dataset's held-out split (e.g. digits).")
+@click.option("--limit", type=int, help="Evaluate on the first N held-out samples only.")
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds a request may take, all workers included.")
+@click.option("--degraded-ok", is_flag=True, help="Answer from the remaining shards when a worker fails.")
+@click.option("--redeploy", is_flag=True, help="Upload every shard even if the worker already holds it.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the result as JSON.")
+def infer_split(plan_dir, workers, input_file, eval_data, limit, timeout, degraded_ok, redeploy, json_path) -> None:
+    """Run a split plan on its workers: deploy missing shards, fan out, fuse."""
+    from edgekit.splitter import SplitCoordinator, load_plan, parse_workers
+
+    if bool(input_file) == bool(eval_data):
+        raise InputError("give --input FILE.npy or --eval DATASET (one of them)")
+    plan = load_plan(plan_dir)
+    with SplitCoordinator(plan, parse_workers(workers), timeout=timeout, degraded_ok=degraded_ok) as coordinator:
+        start = time.perf_counter()
+        sent = coordinator.deploy(force=redeploy)
+        if sent:
+            _cli.err.print(f"deployed {', '.join(sent)} in {time.perf_counter() - start:.2f} s")
+        if input_file:
+            result = _infer_file(coordinator, plan, input_file)
+        else:
+            result = _evaluate(coordinator, plan, eval_data, limit)
+        down = dict(coordinator.down)
+    result["down"] = down
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2))
+
+
+def _infer_file(coordinator, plan, input_file: str) -> dict:
+    from edgekit.inputs import read_array_file
+
+    array = read_array_file(input_file)
+    if isinstance(array, dict):
+        if len(array) != 1:
+            raise InputError(f"{input_file}: expected one array, found {len(array)}")
+        array = next(iter(array.values()))
+    output = coordinator.infer(np.asarray(array))
+    label = plan.class_names[int(output.prediction[0])]
+    probs = np.exp(output.logits[0] - output.logits[0].max())
+    probs /= probs.sum()
+    mark = " [yellow](degraded: without " + ", ".join(output.missing) + ")[/yellow]" if output.degraded else ""
+    _cli.out.print(f"prediction: class {label} (p={probs.max():.3f}) in {output.latency_ms:.2f} ms{mark}")
+    rows = [
+        {"worker": c.worker, "shards": [c.shard], "compute_ms": c.compute_ms, "round_trip_ms": c.round_trip_ms,
+         "overhead_ms": c.overhead_ms, "bytes_sent": c.bytes_sent, "bytes_received": c.bytes_received}
+        for c in output.calls
+    ]  # fmt: skip
+    _worker_table(rows, "per worker")
+    return {"prediction": label, "probabilities": probs.tolist(), "degraded": output.degraded,
+            "missing": list(output.missing), "latency_ms": output.latency_ms, "workers": rows}  # fmt: skip
+
+
+def _evaluate(coordinator, plan, eval_data: str, limit: int | None) -> dict:
+    from edgekit.data import load_dataset
+
+    split = load_dataset(eval_data, tuple(plan.input["shape"]))
+    x, y = split.x_test, split.y_test
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    with _cli.err.status(f"evaluating on {len(x)} held-out samples", spinner="dots"):
+        evaluation = coordinator.evaluate(x, y)
+    rows = evaluation.per_worker()
+    latency = sorted(evaluation.latency_ms)
+    median = latency[len(latency) // 2]
+    expected = plan.report.get("split", {}).get("accuracy")
+    mark = f", [yellow]{evaluation.degraded_samples} degraded[/yellow]" if evaluation.degraded_samples else ""
+    _cli.out.print(
+        f"split accuracy on {eval_data}: {evaluation.accuracy:.2%} over {evaluation.samples} samples{mark} "
+        f"(plan: fused {expected:.2%}, full model {plan.report['full']['accuracy']:.2%}); "
+        f"end-to-end median {median:.2f} ms",
+        soft_wrap=True,
+    )
+    _worker_table(rows, "per worker (medians)")
+    return {"accuracy": evaluation.accuracy, "samples": evaluation.samples,
+            "degraded_samples": evaluation.degraded_samples, "median_latency_ms": median, "workers": rows}  # fmt: skip
+
+
+def _worker_table(rows: list[dict], title: str) -> None:
+    table = Table(title=title)
+    for col in ("worker", "shards", "compute ms", "round trip ms", "network+serialisation ms", "bytes out", "bytes in"):
+        table.add_column(col, justify="left" if col in ("worker", "shards") else "right")
+    for r in rows:
+        table.add_row(
+            r["worker"], ",".join(r["shards"]), f"{r['compute_ms']:.3f}", f"{r['round_trip_ms']:.3f}",
+            f"{r['overhead_ms']:.3f}", f"{r['bytes_sent']:.0f}", f"{r['bytes_received']:.0f}",
+        )  # fmt: skip
+    _cli.out.print(table)
+
+
+COMMANDS = (split, worker, infer_split)

@@ -1,0 +1,132 @@
+"""The devices a split runs on, read from ``devices.yaml``.
+
+Each device declares a name, the worker's address, a memory budget for its shard(s), how fast it is
+(``gflops`` declared, or ``profile:`` a ``device.json`` written by ``edgekit profile-device`` on that
+device, whose measured matmul throughput and available memory fill in what is not declared), and which
+bundle format its runtime loads (``format:`` or a ``target:`` preset).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import ConfigError, MissingDependencyError
+from edgekit.formats import get_format
+from edgekit.targets import get_target
+
+_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+_KEYS = {"name", "address", "memory", "memory_mb", "gflops", "profile", "format", "target", "link_mbps"}
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    name: str
+    address: str | None
+    memory_bytes: int
+    gflops: float
+    format: str
+    link_mbps: float | None = None  # network bandwidth to the coordinator, for the latency estimate
+    source: str = "declared"  # or the device.json it was measured in
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "address": self.address,
+            "memory_bytes": self.memory_bytes,
+            "gflops": self.gflops,
+            "format": self.format,
+            "link_mbps": self.link_mbps,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeviceSpec:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+
+
+def parse_size(value: Any, what: str) -> int:
+    """Bytes from an int or a string such as ``512MB`` or ``1.5 GiB``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what}: expected a size such as 512MB, got {value!r}")
+    if isinstance(value, (int, float)):
+        return int(value)
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([kmg]i?b|b)?\s*", str(value).lower())
+    if not match:
+        raise ConfigError(f"{what}: cannot read {value!r} as a size (examples: 512MB, 1.5GiB, 2000000)")
+    return int(float(match.group(1)) * _UNITS[match.group(2) or ""])
+
+
+def load_devices(path: str | Path) -> tuple[DeviceSpec, ...]:
+    """Read ``devices.yaml`` (a ``devices:`` list, or a bare list); relative ``profile:`` paths are next to it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"devices file {path} does not exist")
+    try:
+        import yaml
+    except ImportError:
+        raise MissingDependencyError("pyyaml", "split", "reading devices.yaml") from None
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    entries = data.get("devices") if isinstance(data, dict) else data
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: expected a non-empty list under 'devices:'")
+    devices = tuple(_device(entry, i, path.parent, path) for i, entry in enumerate(entries))
+    names = [d.name for d in devices]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ConfigError(f"{path}: device name {duplicate!r} appears twice")
+    return devices
+
+
+def _device(entry: Any, index: int, base: Path, path: Path) -> DeviceSpec:
+    if not isinstance(entry, dict) or "name" not in entry:
+        raise ConfigError(f"{path}: device #{index + 1} needs at least a name")
+    name = str(entry["name"])
+    where = f"{path}: device {name}"
+    unknown = sorted(set(entry) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
+    profile = _read_profile(base / entry["profile"], where) if entry.get("profile") else {}
+    if "memory" in entry:
+        memory = parse_size(entry["memory"], f"{where} memory")
+    elif "memory_mb" in entry:
+        memory = int(float(entry["memory_mb"]) * 1000**2)
+    elif profile.get("memory_available_bytes"):
+        memory = int(profile["memory_available_bytes"])
+    else:
+        raise ConfigError(f"{where}: give memory (e.g. 512MB) or a profile: device.json that measured it")
+    gflops = entry.get("gflops", profile.get("matmul_gflops"))
+    if not isinstance(gflops, (int, float)) or gflops <= 0:
+        raise ConfigError(f"{where}: give gflops (a positive number) or a profile: device.json")
+    if "target" in entry:
+        fmt = get_target(str(entry["target"])).format
+    else:
+        fmt = get_format(str(entry.get("format", "onnx"))).name
+    address = entry.get("address")
+    if address is not None and not re.fullmatch(r"[^\s:]+:\d{1,5}", str(address)):
+        raise ConfigError(f"{where}: address {address!r} is not host:port")
+    return DeviceSpec(
+        name=name,
+        address=str(address) if address is not None else None,
+        memory_bytes=memory,
+        gflops=float(gflops),
+        format=fmt,
+        link_mbps=float(entry["link_mbps"]) if entry.get("link_mbps") else None,
+        source=str(entry["profile"]) if profile else "declared",
+    )
+
+
+def _read_profile(path: Path, where: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot read profile {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != "edgekit.device/1":
+        raise ConfigError(f"{where}: {path} is not a device.json from `edgekit profile-device`")
+    return data
