@@ -115,7 +115,7 @@ class SplitCoordinator:
             raise ConfigError(f"--workers names {unknown[0]!r}, which is not a device of the plan "
                               f"({', '.join(d.name for d in plan.devices)})")  # fmt: skip
         self.addresses: dict[str, str] = {}
-        for device in {s.device for s in plan.shards}:
+        for device in dict.fromkeys(s.device for s in plan.shards):  # plan order, for stable messages
             address = workers.get(device) or plan.device(device).address
             if not address:
                 raise ConfigError(f"no address for device {device}: pass --workers {device}=host:port")

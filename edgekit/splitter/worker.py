@@ -247,20 +247,7 @@ def start_worker(
     if name is None:
         service.name = f"{os.uname().nodename}:{bound}"
     server.start()
-    threading.Thread(target=_warm_runtimes, name="edgekit-warmup", daemon=True).start()
+    # Runtimes are imported when a shard needs them, not at start: a worker that serves .tflite shards on a
+    # Pi should not spend seconds and hundreds of MB importing torch for ExecuTorch it never uses.
     return RunningWorker(server, bound, store)
 
-
-def _warm_runtimes() -> None:
-    """Import the native runtimes in the background so the first deploy does not wait seconds for torch."""
-    from edgekit._native import quiet_toolchain_logs
-    from edgekit.formats import FORMATS
-
-    for _name, fmt in FORMATS.items():
-        runtime = fmt.runtime_class()
-        if runtime.installed():
-            try:
-                runtime.import_native()
-            except (MissingDependencyError, ImportError) as exc:
-                log.warning("%s is installed but does not import: %s", runtime.name, exc)
-    quiet_toolchain_logs()

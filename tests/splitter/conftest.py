@@ -64,30 +64,55 @@ def start_worker_process(name: str, workdir: Path, *extra: str, executable: str 
     raise RuntimeError(f"worker {name} did not start: {line!r}")
 
 
-@pytest.fixture
-def worker_factory(tmp_path) -> Iterator:
-    started: list[WorkerProcess] = []
+class WorkerPool:
+    """Starts worker processes and stops every one it started."""
 
-    def start(name: str, *extra: str, executable: str = EDGEKIT, workdir: Path | None = None) -> WorkerProcess:
-        w = start_worker_process(name, workdir or tmp_path / f"work-{name}", *extra, executable=executable)
-        started.append(w)
+    def __init__(self, root: Path):
+        self.root = root
+        self.started: list[WorkerProcess] = []
+
+    def start(self, name: str, *extra: str, executable: str = EDGEKIT, workdir: Path | None = None) -> WorkerProcess:
+        workdir = workdir or self.root / f"work-{name}-{len(self.started)}"
+        w = start_worker_process(name, workdir, *extra, executable=executable)
+        self.started.append(w)
         return w
 
-    yield start
-    for w in started:
-        if w.proc.poll() is None:
-            w.proc.send_signal(signal.SIGCONT)
-            w.proc.terminate()
-            try:
+    def stop_all(self) -> None:
+        for w in self.started:
+            if w.proc.poll() is None:
+                w.proc.kill()  # a test's workers need no graceful exit (the restart test stops its own with SIGTERM)
                 w.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
 
 
 @pytest.fixture
-def plan_workers(split_plan, worker_factory) -> dict[str, WorkerProcess]:
-    """One worker process per device of the session plan."""
-    return {d.name: worker_factory(d.name) for d in split_plan.devices}
+def worker_factory(tmp_path) -> Iterator:
+    pool = WorkerPool(tmp_path)
+    yield pool.start
+    pool.stop_all()
+
+
+@pytest.fixture(scope="module")
+def shared_workers(split_plan, tmp_path_factory) -> Iterator[dict[str, WorkerProcess]]:
+    """One worker per device, with its shard deployed, for tests that do not harm their workers."""
+    from edgekit.splitter import SplitCoordinator
+
+    pool = WorkerPool(tmp_path_factory.mktemp("workers"))
+    workers = {d.name: pool.start(d.name) for d in split_plan.devices}
+    with SplitCoordinator(split_plan, addresses(workers), timeout=60) as coordinator:
+        coordinator.deploy()
+    yield workers
+    pool.stop_all()
+
+
+@pytest.fixture
+def with_victim(split_plan, shared_workers, worker_factory):
+    """The shared workers with one device served by a fresh worker process that a test may kill."""
+
+    def make(device: str) -> tuple[dict[str, WorkerProcess], WorkerProcess]:
+        victim = worker_factory(device)
+        return {**shared_workers, device: victim}, victim
+
+    return make
 
 
 def addresses(workers: dict[str, WorkerProcess]) -> dict[str, str]:
