@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: setup demo test test-runtime test-slow bench lint clean
+.PHONY: setup demo test test-runtime test-slow bench lint proto clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/python examples/formats/run.py
+	$(BIN)/python examples/split/run.py
 
 # Default suite: everything but the slow marker (includes the torch-free runtime environment).
 test: setup
@@ -40,6 +41,10 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check edgekit tests benchmarks examples
 	$(BIN)/ruff format --check edgekit tests benchmarks examples
+
+# Regenerate the gRPC modules after editing edgekit/splitter/proto/split.proto (they are committed).
+proto: setup
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. edgekit/splitter/proto/split.proto
 
 clean:
 	rm -rf build .pytest_cache .venv-runtime

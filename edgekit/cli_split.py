@@ -26,7 +26,8 @@ from edgekit.errors import InputError
 @click.option("--strategy", default="edvit", show_default=True, help="Split strategy.")
 @click.option("--partition", default="balanced", show_default=True, help="contiguous, balanced or confusion.")
 @click.option("-w", "--weights", type=click.Path(dir_okay=False), help="Trained weights (else the model is trained).")
-@click.option("--data", default="digits", show_default=True, help="Built-in dataset to train, prune and fuse on.")
+@click.option("--data", default="digits", show_default=True,
+              help="Built-in dataset, or an .npz with x_train, y_train, x_test, y_test.")  # fmt: skip
 @click.option("--epochs", default=30, show_default=True, help="Training epochs of the full model (without -w).")
 @click.option("--finetune-epochs", default=12, show_default=True, help="Distillation epochs per sub-model.")
 @click.option("--keep", type=float, help="Keep ratio of heads and neurons (default: 1/N of the size, within memory).")
@@ -107,7 +108,7 @@ def worker(host, port, workdir, name, threads, max_message_mb) -> None:
 @click.argument("plan_dir", type=click.Path())
 @click.option("--workers", help="name=host:port,... (default: the addresses in devices.yaml).")
 @click.option("-i", "--input", "input_file", type=click.Path(dir_okay=False), help="A .npy image batch to classify.")
-@click.option("--eval", "eval_data", help="Evaluate on a built-in dataset's held-out split (e.g. digits).")
+@click.option("--eval", "eval_data", help="Evaluate on a dataset's held-out split (digits, or an .npz).")
 @click.option("--limit", type=int, help="Evaluate on the first N held-out samples only.")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds a request may take, all workers included.")
 @click.option("--degraded-ok", is_flag=True, help="Answer from the remaining shards when a worker fails.")

@@ -56,7 +56,41 @@ DATASETS.add("digits", Digits())
 
 
 def load_dataset(name: str, input_shape: tuple[int, ...]) -> Split:
+    """A built-in dataset by name, or a user's ``.npz`` file (see :func:`load_npz_dataset`)."""
+    if name.endswith(".npz"):
+        return load_npz_dataset(name, input_shape)
     return DATASETS.get(name).load(input_shape)
+
+
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def load_npz_dataset(path: str, input_shape: tuple[int, ...]) -> Split:
+    """A labelled dataset from an ``.npz`` with arrays x_train, y_train, x_test, y_test (optionally
+    class_names); samples shaped like the model's input without its batch dim. Read without pickle."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in _NPZ_KEYS if k not in data]
+            if missing:
+                raise InputError(f"{path} lacks {', '.join(missing)} (needs {', '.join(_NPZ_KEYS)})")
+            arrays = {k: data[k] for k in _NPZ_KEYS}
+            names = tuple(str(n) for n in data["class_names"]) if "class_names" in data else None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read dataset {path}: {exc}") from None
+    sample = tuple(input_shape[1:])
+    for part in ("train", "test"):
+        x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        if tuple(x.shape[1:]) != sample or len(x) != len(y) or len(x) == 0 or y.ndim != 1:
+            raise InputError(
+                f"{path}: x_{part} {list(x.shape)} / y_{part} {list(y.shape)} do not fit the model's input "
+                f"{list(input_shape)} (want N samples of {list(sample)} and N integer labels, N > 0)"
+            )
+    classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
+    return Split(
+        arrays["x_train"].astype(np.float32), arrays["y_train"].astype(np.int64),
+        arrays["x_test"].astype(np.float32), arrays["y_test"].astype(np.int64),
+        names or tuple(str(i) for i in range(classes)),
+    )  # fmt: skip
 
 
 def _adapt(pixels: np.ndarray, sample_shape: tuple[int, ...]) -> np.ndarray:

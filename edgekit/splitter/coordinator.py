@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -197,11 +196,10 @@ class SplitCoordinator:
             if shard.device in self.down:
                 continue
             request = self._pb.InferRequest(shard=shard.name, inputs=[encode(self._input["name"], x)])
-            done = threading.Event()
-            stamp: dict[str, float] = {}
+            stamp: dict[str, float] = {}  # when the reply arrived, set on gRPC's thread
             sent_at = time.perf_counter()
             future = self._stubs[shard.device].Infer.future(request, timeout=max(0.001, deadline - sent_at))
-            future.add_done_callback(lambda _f, s=stamp, e=done: (s.setdefault("t", time.perf_counter()), e.set()))
+            future.add_done_callback(lambda _f, s=stamp: s.setdefault("t", time.perf_counter()))
             pending.append((shard, request, future, sent_at, stamp))
         features: dict[str, np.ndarray] = {}
         calls = []

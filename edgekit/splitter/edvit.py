@@ -42,7 +42,7 @@ from edgekit.registry import Registry
 from edgekit.splitter.assign import Assignment, ShardCost, assign, shard_ms
 from edgekit.splitter.devices import DeviceSpec
 from edgekit.splitter.fuse import FusionHead, train_fusion
-from edgekit.splitter.partition import partition_classes
+from edgekit.splitter.partition import PARTITIONS, partition_classes
 from edgekit.splitter.plan import ShardPlan, SplitPlan, bundle_digest, save_plan
 from edgekit.splitter.prune import KeepChoice, VitShape, prune_vit, taylor_importance
 from edgekit.types import jsonable
@@ -111,6 +111,11 @@ def plan_split(
         )
     split = load_dataset(data, tuple(spec.example_inputs[0].shape))
     full: VisionTransformer = spec.module
+    # Everything that can be refused is refused before minutes of training.
+    PARTITIONS.get(settings.partition)
+    shape = VitShape.of(full)
+    full_features = shape.parameters(shape.full())
+    _keep_choices(shape, [()] * len(devices), devices, settings.keep_ratio, full_features)
     if weights is None:
         notify(f"training {spec.name} on {data} ({settings.epochs} epochs)")
         train_classifier(spec, data, epochs=settings.epochs, seed=settings.seed)
@@ -125,8 +130,6 @@ def plan_split(
     np.add.at(confusion, (split.y_train, teacher.argmax(-1).numpy()), 1)
     subsets = partition_classes(settings.partition, split.num_classes, len(devices), confusion, settings.seed)
 
-    shape = VitShape.of(full)
-    full_features = shape.parameters(shape.full())
     choices = _keep_choices(shape, subsets, devices, settings.keep_ratio, full_features)
 
     clock = time.perf_counter()
@@ -152,6 +155,7 @@ def plan_split(
     degraded = {
         f"shard{i}": _fused_accuracy(fusion, [None if j == i else f for j, f in enumerate(test_features)], split.y_test)
         for i in range(len(subs))
+        if len(subs) > 1
     }
     timings["fusion_s"] = time.perf_counter() - clock
 

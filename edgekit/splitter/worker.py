@@ -250,4 +250,3 @@ def start_worker(
     # Runtimes are imported when a shard needs them, not at start: a worker that serves .tflite shards on a
     # Pi should not spend seconds and hundreds of MB importing torch for ExecuTorch it never uses.
     return RunningWorker(server, bound, store)
-

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from edgekit.splitter.devices import DeviceSpec
+from edgekit.splitter.local import LocalWorker, start_local_worker
 
 EDGEKIT = str(Path(sys.executable).with_name("edgekit"))
 TINY_SPLIT_CONFIG = {"depth": 2}  # vit_digits: 4 heads of 16, MLP 128
@@ -31,37 +27,11 @@ def split_plan(tmp_path_factory):
     return plan_split("vit_digits", devices, root, config=TINY_SPLIT_CONFIG, settings=settings)
 
 
-@dataclass
-class WorkerProcess:
-    name: str
-    proc: subprocess.Popen
-    address: str
-    workdir: Path
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        if sig in (signal.SIGKILL, signal.SIGTERM):
-            self.proc.wait(timeout=10)
+WorkerProcess = LocalWorker
 
 
-def start_worker_process(name: str, workdir: Path, *extra: str, executable: str = EDGEKIT) -> WorkerProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [executable, "worker", "--port", "0", "--workdir", str(workdir), "--name", name, *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    line = ""
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        match = re.search(r"listening on (\S+:\d+)", line)
-        if match:
-            return WorkerProcess(name, proc, match.group(1), workdir)
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError(f"worker {name} did not start: {line!r}")
+def start_worker_process(name: str, workdir: Path, *extra: str, executable: str | None = None) -> LocalWorker:
+    return start_local_worker(name, workdir, *extra, python=executable)
 
 
 class WorkerPool:
@@ -71,7 +41,9 @@ class WorkerPool:
         self.root = root
         self.started: list[WorkerProcess] = []
 
-    def start(self, name: str, *extra: str, executable: str = EDGEKIT, workdir: Path | None = None) -> WorkerProcess:
+    def start(
+        self, name: str, *extra: str, executable: str | None = None, workdir: Path | None = None
+    ) -> WorkerProcess:
         workdir = workdir or self.root / f"work-{name}-{len(self.started)}"
         w = start_worker_process(name, workdir, *extra, executable=executable)
         self.started.append(w)
@@ -79,9 +51,7 @@ class WorkerPool:
 
     def stop_all(self) -> None:
         for w in self.started:
-            if w.proc.poll() is None:
-                w.proc.kill()  # a test's workers need no graceful exit (the restart test stops its own with SIGTERM)
-                w.proc.wait(timeout=10)
+            w.stop(signal.SIGKILL)  # a test's workers need no graceful exit (the restart test uses SIGTERM)
 
 
 @pytest.fixture

@@ -38,3 +38,21 @@ def test_malformed_tensors_are_refused(fields, match):
 def test_unsendable_dtype():
     with pytest.raises(InputError, match="cannot be sent"):
         encode("x", np.array(["a"]))
+
+
+def test_committed_grpc_modules_match_the_proto(tmp_path):
+    """The generated modules are committed; regenerating them from split.proto changes nothing."""
+    import shutil
+    from pathlib import Path
+
+    from grpc_tools import protoc  # the dev extra
+
+    root = Path(__file__).resolve().parents[2]
+    proto_dir = tmp_path / "edgekit" / "splitter" / "proto"
+    proto_dir.mkdir(parents=True)
+    shutil.copy(root / "edgekit/splitter/proto/split.proto", proto_dir)
+    args = ["protoc", f"-I{tmp_path}", f"--python_out={tmp_path}", f"--pyi_out={tmp_path}",
+            f"--grpc_python_out={tmp_path}", str(proto_dir / "split.proto")]  # fmt: skip
+    assert protoc.main(args) == 0
+    for name in ("split_pb2.py", "split_pb2.pyi", "split_pb2_grpc.py"):
+        assert (proto_dir / name).read_text() == (root / "edgekit/splitter/proto" / name).read_text(), name

@@ -78,7 +78,7 @@ def test_a_worker_killed_mid_run_ends_the_request_within_the_timeout(split_plan,
 
     def kill_after_five(i, _result):
         if i == 4:
-            victim.kill(signal.SIGKILL)
+            victim.stop(signal.SIGKILL)
             failed_at.append(time.monotonic())
 
     with SplitCoordinator(split_plan, addresses(plan_workers), timeout=TIMEOUT) as coordinator:
@@ -93,7 +93,7 @@ def test_a_hung_worker_is_named_after_the_timeout(split_plan, with_victim, test_
     plan_workers, victim = with_victim("dev0")
     with SplitCoordinator(split_plan, addresses(plan_workers), timeout=1.0) as coordinator:
         coordinator.deploy()
-        victim.kill(signal.SIGSTOP)
+        victim.send(signal.SIGSTOP)
         start = time.monotonic()
         with pytest.raises(WorkerError, match="worker dev0 .* did not answer within 1 s"):
             coordinator.infer(test_split.x_test[:1])
@@ -105,7 +105,7 @@ def test_degraded_mode_answers_from_the_remaining_shards(split_plan, with_victim
     x, y = test_split.x_test[:60], test_split.y_test[:60]
     with SplitCoordinator(split_plan, addresses(plan_workers), timeout=TIMEOUT, degraded_ok=True) as coordinator:
         coordinator.deploy()
-        victim.kill(signal.SIGKILL)
+        victim.stop(signal.SIGKILL)
         evaluation = coordinator.evaluate(x, y)
         assert "dev0" in coordinator.down
     assert evaluation.degraded_samples == len(x)
@@ -205,7 +205,7 @@ def test_deployed_shards_survive_a_worker_restart(split_plan, worker_factory, tm
     light = [s for s in split_plan.shards if s.format in ("onnx", "tflite")]  # no torch import in this test
     for shard in light:
         _deploy_raw(first.address, split_plan, shard)
-    first.kill(signal.SIGTERM)
+    first.stop(signal.SIGTERM)
     assert first.proc.returncode == 0  # SIGTERM is a clean shutdown
     second = worker_factory("keeper", workdir=workdir)
     with grpc.insecure_channel(second.address) as channel:
@@ -248,7 +248,7 @@ def test_cli_infer_split_eval_and_input(split_plan, shared_workers, test_split, 
 
 def test_cli_names_a_dead_worker_within_the_timeout(split_plan, with_victim):
     plan_workers, victim = with_victim("dev2")
-    victim.kill(signal.SIGKILL)
+    victim.stop(signal.SIGKILL)
     spec = ",".join(f"{n}={w.address}" for n, w in plan_workers.items())
     start = time.monotonic()
     proc = _cli("infer-split", str(split_plan.root), "--workers", spec, "--eval", "digits", "--timeout", "2")

@@ -1,0 +1,100 @@
+"""Worker processes on this machine's loopback, for the demo, benchmarks and tests.
+
+Each worker is a separate ``python -m edgekit worker --port 0`` process (its own interpreter, its own
+runtime); the port it bound is read from the line it prints when it is ready.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekit.errors import WorkerError
+
+_READY = re.compile(r"listening on (\S+:\d+)")
+
+
+@dataclass
+class LocalWorker:
+    name: str
+    proc: subprocess.Popen
+    address: str
+    workdir: Path
+
+    def send(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, wait: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_local_worker(
+    name: str, workdir: str | Path, *extra: str, python: str | None = None, ready_seconds: float = 60.0
+) -> LocalWorker:
+    command = [python or sys.executable, "-m", "edgekit", "worker", "--port", "0", "--workdir", str(workdir)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [*command, "--name", name, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
+    deadline = time.monotonic() + ready_seconds
+    line = ""
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        match = _READY.search(line)
+        if match:
+            return LocalWorker(name, proc, match.group(1), Path(workdir))
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise WorkerError(name, f"did not start ({line.strip() or 'no output'}); run `edgekit worker` by hand to see why")
+
+
+class LocalWorkers:
+    """``with LocalWorkers(["pi-a", "pi-b"]) as workers: workers.addresses`` -> {name: "127.0.0.1:port"}."""
+
+    def __init__(self, names: list[str], root: str | Path | None = None, threads: int | None = 1):
+        """``threads``: runtime threads per worker. One by default: the workers share this machine's cores,
+        and runtimes that spin their thread pools (ONNX Runtime) would otherwise starve each other."""
+        self.names = names
+        self.threads = threads
+        self._tmp = None if root else tempfile.TemporaryDirectory(prefix="edgekit-workers-")
+        self.root = Path(root or self._tmp.name)
+        self.workers: dict[str, LocalWorker] = {}
+
+    def __enter__(self) -> LocalWorkers:
+        try:
+            for name in self.names:
+                extra = ("--threads", str(self.threads)) if self.threads else ()
+                self.workers[name] = start_local_worker(name, self.root / name, *extra)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        return {name: w.address for name, w in self.workers.items()}
+
+    def close(self) -> None:
+        for w in self.workers.values():
+            w.stop()
+        if self._tmp:
+            self._tmp.cleanup()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
