@@ -95,13 +95,14 @@ def main() -> None:
     parser.add_argument("--out", default="build/bench-split")
     parser.add_argument("--devices", default="1,2,3,4", help="N values (1 = the full model on one worker).")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--finetune-epochs", type=int, default=12)
+    parser.add_argument("--finetune-epochs", type=int, default=24)
     parser.add_argument("--partition", default="balanced")
     parser.add_argument("--threads", type=int, default=1, help="Runtime threads per worker (they share the cores).")
     parser.add_argument("--json", help="Write the rows as JSON.")
+    parser.add_argument("--markdown", action="store_true", help="Also print the table as Markdown.")
     args = parser.parse_args()
     quiet_toolchain_logs()
-    console = Console()
+    console = Console(width=200)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     weights = train_full(out, args.epochs, console)
@@ -122,6 +123,11 @@ def main() -> None:
             f"{r['end_to_end_ms'] / base['end_to_end_ms']:.2f}x" if base else "-",
         )  # fmt: skip
     console.print(table)
+    if args.markdown:
+        print("| " + " | ".join(c.header for c in table.columns) + " |")
+        print("|" + "---|" * len(table.columns))
+        for i in range(len(rows)):
+            print("| " + " | ".join(str(c._cells[i]) for c in table.columns) + " |")
     for r in rows:
         if r["n"] == 1:
             continue

@@ -40,6 +40,15 @@ def describe_files(bundle_dir: Path, names: list[str]) -> dict[str, dict[str, An
     return out
 
 
+def check_replaceable(destination: Path, marker: str, what: str) -> None:
+    """Only ever replace a previous output of ours (a directory holding ``marker``) or an empty directory:
+    never delete a user's other files."""
+    if destination.is_file():
+        raise BundleError(f"{destination} is a file; choose another output directory with -o")
+    if destination.is_dir() and any(destination.iterdir()) and not (destination / marker).is_file():
+        raise BundleError(f"{destination} exists and is not {what}; refusing to overwrite it (choose another -o)")
+
+
 def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> Path:
     path = bundle_dir / MANIFEST_NAME
     tmp = path.with_suffix(".json.tmp")

@@ -147,6 +147,7 @@ def doctor() -> None:
     """Show which exporters and runtimes are installed, and their versions."""
     import importlib.util
 
+    from edgekit.formats import get_format
     from edgekit.toolchain import PACKAGES, versions
 
     table = Table(title="toolchain")
@@ -160,15 +161,17 @@ def doctor() -> None:
     caps = Table(title="formats")
     for col in ("format", "export", "run", "install"):
         caps.add_column(col)
-    checks = {
-        "pte": (has("torch") and has("executorch"), has("executorch"), "executorch"),
-        "tflite": (has("torch") and has("litert_torch"), has("ai_edge_litert") or has("tflite_runtime"), "tflite"),
-        "onnx": (has("torch") and has("onnxscript") and has("onnx"), has("onnxruntime"), "onnx"),
+    exports = {
+        "pte": has("torch") and has("executorch"),
+        "tflite": has("torch") and has("litert_torch"),
+        "onnx": has("torch") and has("onnxscript") and has("onnx"),
     }
-    for fmt, (can_export, can_run, extra) in checks.items():
+    for fmt, can_export in exports.items():
+        entry = get_format(fmt)
         caps.add_row(
-            fmt, _yes(can_export), _yes(can_run), f"pip install 'edgekit-sdk[{extra}]' (run), [export] (export)"
-        )
+            fmt, _yes(can_export), _yes(entry.runtime_class().installed()),
+            f"pip install 'edgekit-sdk[{entry.runtime_extra}]' (run), [export] (export)",
+        )  # fmt: skip
     out.print(caps)
 
 

@@ -29,7 +29,7 @@ from edgekit.errors import InputError
 @click.option("--data", default="digits", show_default=True,
               help="Built-in dataset, or an .npz with x_train, y_train, x_test, y_test.")  # fmt: skip
 @click.option("--epochs", default=30, show_default=True, help="Training epochs of the full model (without -w).")
-@click.option("--finetune-epochs", default=12, show_default=True, help="Distillation epochs per sub-model.")
+@click.option("--finetune-epochs", default=24, show_default=True, help="Distillation epochs per sub-model.")
 @click.option("--keep", type=float, help="Keep ratio of heads and neurons (default: 1/N of the size, within memory).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Plan directory.")

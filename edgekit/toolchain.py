@@ -16,6 +16,7 @@ PACKAGES: dict[str, str] = {
     "onnxruntime": "onnx runtime",
     "numpy": "every runtime",
     "scikit-learn": "the digits dataset (train / eval)",
+    "grpcio": "split inference (edgekit worker, infer-split)",
 }
 
 

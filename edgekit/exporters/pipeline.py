@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from edgekit import runtimes
-from edgekit.bundle import MANIFEST_NAME, SCHEMA_VERSION, describe_files, write_manifest
-from edgekit.errors import BundleError, EdgekitError, UnsupportedOptionError, ValidationFailed
+from edgekit.bundle import MANIFEST_NAME, SCHEMA_VERSION, check_replaceable, describe_files, write_manifest
+from edgekit.errors import EdgekitError, UnsupportedOptionError, ValidationFailed
 from edgekit.formats import get_format
 from edgekit.models import ModelSpec, resolve_model
 from edgekit.models.spec import run_module
@@ -106,7 +106,7 @@ def export(
     spec = prepare_model(model, weights, **(config or {}))
     label = options.target or options.format
     destination = Path(out_dir) if out_dir else Path(f"{spec.name}-{label}")
-    _check_destination(destination)
+    check_replaceable(destination, MANIFEST_NAME, "an edgekit bundle")
     staging = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -144,14 +144,6 @@ def export(
     staging.rename(destination)
     log.info("wrote %s (%s)", destination, validation.summary())
     return ExportResult(str(destination), manifest, validation, time.perf_counter() - start)
-
-
-def _check_destination(destination: Path) -> None:
-    """Only ever replace a previous bundle or an empty directory: never delete a user's other files."""
-    if destination.is_file():
-        raise BundleError(f"{destination} is a file; choose another output directory with -o")
-    if destination.is_dir() and any(destination.iterdir()) and not (destination / MANIFEST_NAME).is_file():
-        raise BundleError(f"{destination} exists and is not an edgekit bundle; refusing to overwrite it (use -o)")
 
 
 def _manifest(
