@@ -215,6 +215,9 @@ def plan_split(
             "size_reduction_per_shard": {s.name: round(full_size / (4 * s.parameters), 3) for s in shards},
             "subset_accuracy": {f"shard{i}": a for i, a in enumerate(sub_accuracy)},
             "critical_path_ms": round(assignment.critical_ms, 4),
+            # FLOPs at the device's fp32 matmul throughput (+ link time): a lower bound; models this small run
+            # far below matmul peak (the benchmark measured 11x to 34x the bound on this machine)
+            "critical_path_basis": "flops / device gflops + transfer / link_mbps (lower bound)",
             "device_busy_ms": {k: round(v, 4) for k, v in assignment.finish_ms.items()},
         },
         "settings": jsonable(settings.__dict__),
