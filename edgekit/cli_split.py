@@ -68,7 +68,7 @@ def render_plan(plan) -> None:
         )  # fmt: skip
     table.add_row(
         "full", "all", "-", "-", "100%", _cli._count(full["feature_parameters"]), _cli._size(full["size_bytes"]),
-        "1.0x", f"{full['accuracy']:.1%}", f"{full['estimated_ms_on_fastest']:.3f}", style="dim",
+        "1.0x", f"{full['accuracy']:.1%}", "-", style="dim",
     )  # fmt: skip
     _cli.out.print(table)
     degraded = ", ".join(f"without {k} {v:.1%}" for k, v in fused["degraded_accuracy"].items())
@@ -76,7 +76,8 @@ def render_plan(plan) -> None:
         f"held-out accuracy: full {full['accuracy']:.2%}, fused split {fused['accuracy']:.2%} "
         f"({fused['accuracy_drop_points']:+.2f} points lost); degraded: {degraded}\n"
         f"largest shard {fused['largest_shard_fraction']:.1%} of the full model; estimated critical path "
-        f"{fused['critical_path_ms']:.3f} ms -> {plan.root}",
+        f"{fused['critical_path_ms']:.3f} ms (shards timed here, scaled to each device; FLOP bound "
+        f"{fused['critical_path_bound_ms']:.3f} ms) -> {plan.root}",
         soft_wrap=True,
     )
 

@@ -36,10 +36,13 @@ class Assignment:
         return max(self.finish_ms.values(), default=0.0)
 
 
+def transfer_ms(shard: ShardCost, device: DeviceSpec) -> float:
+    return shard.transfer_bytes * 8 / (device.link_mbps * 1e6) * 1e3 if device.link_mbps else 0.0
+
+
 def shard_ms(shard: ShardCost, device: DeviceSpec) -> float:
-    compute = shard.flops / (device.gflops * 1e9) * 1e3
-    transfer = shard.transfer_bytes * 8 / (device.link_mbps * 1e6) * 1e3 if device.link_mbps else 0.0
-    return compute + transfer
+    """FLOPs at the device's matmul throughput plus link time: the cost the assignment balances."""
+    return shard.flops / (device.gflops * 1e9) * 1e3 + transfer_ms(shard, device)
 
 
 def assign(shards: Sequence[ShardCost], devices: Sequence[DeviceSpec]) -> Assignment:

@@ -43,7 +43,8 @@ class ShardPlan:
     flops: int
     memory_bytes: int
     feature_dim: int
-    estimated_ms: float
+    estimated_ms: float  # measured on the planning host with the shard's runtime, scaled to the device
+    bound_ms: float  # FLOPs at the device's matmul throughput (+ link): what the assignment balanced
 
     def to_json(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
