@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: setup demo test test-runtime test-slow bench lint proto clean
+.PHONY: setup demo test test-runtime test-slow test-netns bench lint proto clean
 
 setup: $(STAMP)
 
@@ -20,9 +20,9 @@ demo: setup
 	$(BIN)/python examples/formats/run.py
 	$(BIN)/python examples/split/run.py
 
-# Default suite: everything but the slow marker (includes the torch-free runtime environment).
+# Default suite: everything but the slow and netns markers (includes the torch-free runtime environment).
 test: setup
-	$(PYTEST) -m "not slow"
+	$(PYTEST) -m "not slow and not netns"
 
 # Only the torch-free environment: installs the package with onnxruntime + tflite-runtime (numpy<2)
 # in .venv-runtime and runs bundles exported by the main environment.
@@ -31,6 +31,10 @@ test-runtime: setup
 
 test-slow: setup
 	$(PYTEST) -m slow
+
+# Split inference with each worker in its own Linux network namespace (needs root and iproute2).
+test-netns: setup
+	$(PYTEST) -m netns
 
 # `edgekit bench` (export, verify, profile with energy) for every built-in model at full size.
 bench: setup

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +45,18 @@ class LocalWorker:
 
 
 def start_local_worker(
-    name: str, workdir: str | Path, *extra: str, python: str | None = None, ready_seconds: float = 60.0
+    name: str,
+    workdir: str | Path,
+    *extra: str,
+    python: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    prefix: Sequence[str] = (),
+    ready_seconds: float = 60.0,
 ) -> LocalWorker:
-    command = [python or sys.executable, "-m", "edgekit", "worker", "--port", "0", "--workdir", str(workdir)]
+    """``prefix`` runs the worker under another command, e.g. ``ip netns exec NS`` for a separate network."""
+    command = [*prefix, python or sys.executable, "-m", "edgekit", "worker", "--host", host, "--port", str(port)]
+    command += ["--workdir", str(workdir)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [*command, "--name", name, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
