@@ -32,6 +32,9 @@ _LAZY = {
     "list_models": "edgekit.models:list_models",
     "register_model": "edgekit.models:register_model",
     "ModelSpec": "edgekit.models:ModelSpec",
+    "plan_split": "edgekit.splitter.edvit:plan_split",
+    "SplitCoordinator": "edgekit.splitter.coordinator:SplitCoordinator",
+    "load_plan": "edgekit.splitter.plan:load_plan",
 }
 
 __all__ = [
