@@ -151,11 +151,7 @@ def _infer_file(coordinator, plan, input_file: str) -> dict:
     probs /= probs.sum()
     mark = " [yellow](degraded: without " + ", ".join(output.missing) + ")[/yellow]" if output.degraded else ""
     _cli.out.print(f"prediction: class {label} (p={probs.max():.3f}) in {output.latency_ms:.2f} ms{mark}")
-    rows = [
-        {"worker": c.worker, "shards": [c.shard], "compute_ms": c.compute_ms, "round_trip_ms": c.round_trip_ms,
-         "overhead_ms": c.overhead_ms, "bytes_sent": c.bytes_sent, "bytes_received": c.bytes_received}
-        for c in output.calls
-    ]  # fmt: skip
+    rows = [c.to_row() for c in output.calls]
     _worker_table(rows, "per worker")
     return {"prediction": label, "probabilities": probs.tolist(), "degraded": output.degraded,
             "missing": list(output.missing), "latency_ms": output.latency_ms, "workers": rows}  # fmt: skip

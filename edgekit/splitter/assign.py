@@ -45,6 +45,18 @@ def shard_ms(shard: ShardCost, device: DeviceSpec) -> float:
     return shard.flops / (device.gflops * 1e9) * 1e3 + transfer_ms(shard, device)
 
 
+def assignment_of(placement: dict[str, str], shards: Sequence[ShardCost], devices: Sequence[DeviceSpec]) -> Assignment:
+    """Busy time and memory per device for a given placement (shard -> device)."""
+    by_name = {d.name: d for d in devices}
+    finish = {d.name: 0.0 for d in devices}
+    used = {d.name: 0 for d in devices}
+    for shard in shards:
+        device = by_name[placement[shard.name]]
+        finish[device.name] += shard_ms(shard, device)
+        used[device.name] += shard.memory_bytes
+    return Assignment(dict(placement), finish, used)
+
+
 def assign(shards: Sequence[ShardCost], devices: Sequence[DeviceSpec]) -> Assignment:
     if not devices:
         raise ConfigError("no devices to assign sub-models to")
@@ -67,7 +79,7 @@ def assign(shards: Sequence[ShardCost], devices: Sequence[DeviceSpec]) -> Assign
         placement[shard.name] = best.name
         finish[best.name] += shard_ms(shard, best)
         used[best.name] += shard.memory_bytes
-    return Assignment(placement, finish, used)
+    return assignment_of(placement, shards, devices)
 
 
 def _outcome(shard: ShardCost, device: DeviceSpec, finish: dict[str, float], devices: Sequence[DeviceSpec]):

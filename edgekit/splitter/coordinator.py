@@ -43,6 +43,14 @@ class ShardCall:
         """Network, serialisation and gRPC time: the round trip minus the worker's compute."""
         return max(0.0, self.round_trip_ms - self.compute_ms)
 
+    def to_row(self) -> dict[str, Any]:
+        """The per-worker row ``SplitEvaluation.per_worker`` gives (here for a single call)."""
+        return {
+            "worker": self.worker, "shards": [self.shard], "calls": 1, "compute_ms": self.compute_ms,
+            "round_trip_ms": self.round_trip_ms, "overhead_ms": self.overhead_ms, "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+        }  # fmt: skip
+
 
 @dataclass(frozen=True)
 class SplitOutput:
@@ -123,7 +131,6 @@ class SplitCoordinator:
         self._channels = {d: grpc.insecure_channel(a, options=options) for d, a in self.addresses.items()}
         self._stubs = {d: pb_grpc.ShardWorkerStub(c) for d, c in self._channels.items()}
         self.down: dict[str, str] = {}  # worker -> why it was dropped (degraded mode)
-        self._input = plan.input
 
     # -- control plane -------------------------------------------------------------------------
 
@@ -189,13 +196,14 @@ class SplitCoordinator:
     def infer(self, x: np.ndarray) -> SplitOutput:
         """Fused logits for one input batch shaped like the plan's input."""
         x = self._check_input(x)
+        tensor = encode(self.plan.input["name"], x)  # once: every shard receives the same bytes
         start = time.perf_counter()
         deadline = start + self.timeout
         pending = []
         for shard in self.plan.shards:
             if shard.device in self.down:
                 continue
-            request = self._pb.InferRequest(shard=shard.name, inputs=[encode(self._input["name"], x)])
+            request = self._pb.InferRequest(shard=shard.name, inputs=[tensor])
             stamp: dict[str, float] = {}  # when the reply arrived, set on gRPC's thread
             sent_at = time.perf_counter()
             future = self._stubs[shard.device].Infer.future(request, timeout=max(0.001, deadline - sent_at))
@@ -258,11 +266,11 @@ class SplitCoordinator:
     # -- helpers -------------------------------------------------------------------------------
 
     def _check_input(self, x: np.ndarray) -> np.ndarray:
-        expected = tuple(self._input["shape"])
+        expected = tuple(self.plan.input["shape"])
         x = np.asarray(x)
         if x.dtype != np.float32:
             raise InputError(f"split input must be float32, got {x.dtype}")
-        if x.shape[1:] != expected[1:] or x.shape[0] != expected[0]:
+        if x.shape != expected:
             raise InputError(f"split input must have shape {list(expected)}, got {list(x.shape)}")
         return np.ascontiguousarray(x)
 

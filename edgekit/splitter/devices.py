@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +33,7 @@ class DeviceSpec:
     source: str = "declared"  # or the device.json it was measured in
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "address": self.address,
-            "memory_bytes": self.memory_bytes,
-            "gflops": self.gflops,
-            "format": self.format,
-            "link_mbps": self.link_mbps,
-            "source": self.source,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceSpec:

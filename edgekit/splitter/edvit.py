@@ -43,7 +43,7 @@ from edgekit.models.vit import VisionTransformer
 from edgekit.profiling.device import matmul_gflops
 from edgekit.profiling.latency import measure
 from edgekit.registry import Registry
-from edgekit.splitter.assign import Assignment, ShardCost, assign, shard_ms, transfer_ms
+from edgekit.splitter.assign import Assignment, ShardCost, assign, assignment_of, shard_ms, transfer_ms
 from edgekit.splitter.devices import DeviceSpec
 from edgekit.splitter.fuse import FusionHead, train_fusion
 from edgekit.splitter.partition import PARTITIONS, partition_classes
@@ -163,6 +163,7 @@ def plan_split(
     }
     timings["fusion_s"] = time.perf_counter() - clock
 
+    full_flops = spec.flops()
     input_bytes = int(np.prod(spec.example_inputs[0].shape)) * 4
     costs, specs = [], []
     for i, sub in enumerate(subs):
@@ -172,7 +173,7 @@ def plan_split(
         costs.append(
             ShardCost(f"shard{i}", shard_spec.flops(), shape.memory_bytes(choices[i]), input_bytes + feature_bytes)
         )
-    assignment = _assign(costs, devices, choices)
+    assignment = _assign(costs, devices)
 
     clock = time.perf_counter()
     staging = root.with_name(f".{root.name}.partial")
@@ -214,9 +215,9 @@ def plan_split(
             "parameters": spec.parameters,
             "feature_parameters": full_features,
             "size_bytes": full_size,
-            "flops": spec.flops(),
+            "flops": full_flops,
             "accuracy": full_accuracy,
-            "bound_ms_on_fastest": round(spec.flops() / (fastest.gflops * 1e9) * 1e3, 4),
+            "bound_ms_on_fastest": round(full_flops / (fastest.gflops * 1e9) * 1e3, 4),
         },
         "split": {
             "accuracy": fused_accuracy,
@@ -243,7 +244,7 @@ def plan_split(
             "name": spec.name,
             "config": jsonable(spec.config),
             "parameters": spec.parameters,
-            "flops": spec.flops(),
+            "flops": full_flops,
         },
         strategy=settings.strategy,
         partition=settings.partition,
@@ -292,23 +293,17 @@ def _keep_choices(
     return [choices[i] for i in range(len(subsets))]
 
 
-def _assign(costs: list[ShardCost], devices: Sequence[DeviceSpec], choices: list[KeepChoice]) -> Assignment:
+def _assign(costs: list[ShardCost], devices: Sequence[DeviceSpec]) -> Assignment:
     """Largest-first assignment; when its greedy order strands a shard, the memory pairing that sized the
-    shards (largest subset to largest memory) is known to fit, so it is used instead."""
+    shards (largest shard to largest memory) is known to fit, so it is used instead."""
     try:
         return assign(costs, devices)
     except ConfigError:
-        by_size = sorted(range(len(costs)), key=lambda i: -costs[i].memory_bytes)
+        by_size = sorted(costs, key=lambda c: -c.memory_bytes)
         by_memory = sorted(devices, key=lambda d: -d.memory_bytes)
-        if any(costs[i].memory_bytes > d.memory_bytes for i, d in zip(by_size, by_memory, strict=True)):
+        if any(c.memory_bytes > d.memory_bytes for c, d in zip(by_size, by_memory, strict=True)):
             raise
-        placement = {costs[i].name: d.name for i, d in zip(by_size, by_memory, strict=True)}
-        finish = {d.name: 0.0 for d in devices}
-        used = {d.name: 0 for d in devices}
-        for i, d in zip(by_size, by_memory, strict=True):
-            finish[d.name] += shard_ms(costs[i], d)
-            used[d.name] += costs[i].memory_bytes
-        return Assignment(placement, finish, used)
+        return assignment_of({c.name: d.name for c, d in zip(by_size, by_memory, strict=True)}, costs, devices)
 
 
 def _make_submodel(

@@ -8,9 +8,8 @@ bytes run; the fusion weights are pinned by their own sha256.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +128,6 @@ class SplitPlan:
             raise BundleError(f"{path} fuses features of sizes {head.shard_dims}, the plan's shards give {dims}")
         return head
 
-    def with_report(self, **report: Any) -> SplitPlan:
-        return replace(self, report={**self.report, **report})
-
     def _root(self) -> Path:
         if self.root is None:
             raise BundleError("this plan has not been written to or read from a directory")
@@ -177,7 +173,3 @@ def _inside(root: Path, relative: str) -> Path:
     if root.resolve() not in path.parents:
         raise BundleError(f"{root / PLAN_NAME} names {relative!r}, outside the plan directory; refusing to read it")
     return path
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

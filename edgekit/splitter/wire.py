@@ -6,6 +6,7 @@ A tensor from the network is accepted only with a known dtype, a non-negative sh
 
 from __future__ import annotations
 
+import functools
 from types import ModuleType
 
 import numpy as np
@@ -16,6 +17,7 @@ DTYPES = frozenset({"float32", "float16", "float64", "int8", "uint8", "int16", "
 MAX_RANK = 8
 
 
+@functools.cache
 def proto() -> tuple[ModuleType, ModuleType]:
     """(split_pb2, split_pb2_grpc), or a clear error naming the extra that brings gRPC."""
     try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.bundle import MANIFEST_NAME, read_bundle
+from edgekit.bundle import MANIFEST_NAME, Bundle, read_bundle
 from edgekit.errors import BundleError, EdgekitError, InputError, MissingDependencyError
 from edgekit.splitter.plan import bundle_digest
 from edgekit.splitter.wire import decode, encode, proto
@@ -80,32 +80,31 @@ class ShardStore:
         if extra:
             raise BundleError(f"shard {shard}: files not listed in the manifest were uploaded: {sorted(extra)[0]}")
         final = self.workdir / "shards" / shard
-        loaded = self._open(shard, digest, staged)
+        loaded = self._open(shard, digest, bundle)
         with self._lock:
             old = self.shards.pop(shard, None)
             if old:
                 old.runtime.close()
             shutil.rmtree(final, ignore_errors=True)
+            # The runtime keeps what it opened across the rename (POSIX), so the bundle is hashed and loaded once.
             staged.rename(final)
             (final / _RECORD).write_text(json.dumps({"shard": shard, "digest": digest}))
-            loaded.runtime.close()
-            loaded = self._open(shard, digest, final)
+            loaded.path = final
             self.shards[shard] = loaded
         return loaded
 
     def _load(self, shard: str, digest: str, path: Path) -> None:
         if bundle_digest(path) != digest:
             raise BundleError(f"{path}: manifest does not match the recorded digest")
-        loaded = self._open(shard, digest, path)
+        loaded = self._open(shard, digest, read_bundle(path))
         with self._lock:
             self.shards[shard] = loaded
 
-    def _open(self, shard: str, digest: str, path: Path) -> LoadedShard:
+    def _open(self, shard: str, digest: str, bundle: Bundle) -> LoadedShard:
         from edgekit.runtimes import load
 
-        bundle = read_bundle(path)
         runtime = load(bundle, threads=self.threads)
-        return LoadedShard(shard, digest, bundle.format, path, runtime, threading.Lock())
+        return LoadedShard(shard, digest, bundle.format, bundle.path, runtime, threading.Lock())
 
     def get(self, shard: str) -> LoadedShard | None:
         with self._lock:
