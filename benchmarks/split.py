@@ -8,7 +8,9 @@ N = 1 and nothing pruned: the full model on one worker. All workers share this m
 end-to-end times say what the protocol costs, not what N separate devices would gain.
 
 Targets (issue #7): fused accuracy within 1 point of the full model; the largest shard at most 1/N of
-the full model's size.
+the full model's size. Also printed: the plan's latency estimate (each shard timed here and scaled to the
+device) beside the pure FLOP bound, and the held-out accuracy with only the fusion head retrained with seeds
+0, 1, 2 on the same shards (how much of the accuracy is the fusion seed alone).
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from edgekit._native import quiet_toolchain_logs
 from edgekit.data import load_dataset
 from edgekit.profiling.device import matmul_gflops
+from edgekit.runtimes import load
 from edgekit.splitter import SplitCoordinator
 from edgekit.splitter.devices import DeviceSpec
 from edgekit.splitter.edvit import SplitSettings, plan_split
+from edgekit.splitter.fuse import train_fusion
 from edgekit.splitter.local import LocalWorkers
 
 CONFIG = {"dim": 96, "depth": 6, "heads": 6, "mlp_ratio": 2.0}
@@ -47,6 +52,26 @@ def train_full(out: Path, epochs: int, console: Console) -> Path:
     console.print(f"full model: {spec.parameters:,} parameters, held-out accuracy {result.test_accuracy:.2%} "
                   f"({result.train_seconds:.0f} s)")  # fmt: skip
     return save_weights(weights, spec)
+
+
+def shard_features(plan, x) -> list:
+    """Every shard's features for ``x``, computed here with the shard bundles' own runtimes."""
+    features = []
+    for shard in plan.shards:
+        with load(plan.verify_shard(shard), threads=1) as runtime:
+            features.append(np.concatenate([runtime.run(x[i : i + 1])["features"] for i in range(len(x))]))
+    return features
+
+
+def fusion_seed_spread(plan, split, seeds=(0, 1, 2)) -> list[float]:
+    """Held-out accuracy with only the fusion head retrained, per seed, on the same shards' features."""
+    train, test = shard_features(plan, split.x_train), shard_features(plan, split.x_test)
+    accuracies = []
+    for seed in seeds:
+        head = train_fusion(train, split.y_train, len(plan.class_names), plan.fusion["hidden"],
+                            shard_dropout=plan.fusion["shard_dropout"], seed=seed)  # fmt: skip
+        accuracies.append(float((head.logits(test).argmax(-1) == split.y_test).mean()))
+    return accuracies
 
 
 def run(n: int, weights: Path, out: Path, args, gflops: float, console: Console) -> dict:
@@ -86,6 +111,9 @@ def run(n: int, weights: Path, out: Path, args, gflops: float, console: Console)
         "compute_ms": max(r["compute_ms"] for r in rows),
         "overhead_ms": max(r["overhead_ms"] for r in rows),
         "end_to_end_ms": statistics.median(evaluation.latency_ms),
+        "estimated_ms": report["split"]["critical_path_ms"],
+        "flop_bound_ms": report["split"]["critical_path_bound_ms"],
+        "fusion_seed_accuracy": fusion_seed_spread(plan, split) if n > 1 else None,
         "plan_seconds": plan_s,
     }
 
@@ -111,7 +139,8 @@ def main() -> None:
     base = next((r for r in rows if r["n"] == 1), None)
     table = Table(title=f"ED-ViT split of vit_digits {CONFIG} on digits (359 held-out), ONNX shards, loopback workers")
     for col in ("N", "full acc", "fused acc", "drop (pts)", "degraded acc", "largest shard", "max reduction",
-                "total size", "compute ms", "rpc ms", "end-to-end ms", "vs 1 worker"):  # fmt: skip
+                "total size", "compute ms", "rpc ms", "end-to-end ms", "vs 1 worker", "est ms", "FLOP bound ms",
+                "fusion seeds 0-2"):  # fmt: skip
         table.add_column(col, justify="right")
     for r in rows:
         drop = 100 * (r["full_accuracy"] - r["fused_accuracy_workers"])
@@ -121,6 +150,8 @@ def main() -> None:
             f"{r['largest_shard_fraction']:.1%}", f"{r['max_reduction']:.1f}x", f"{r['total_fraction']:.1%}",
             f"{r['compute_ms']:.3f}", f"{r['overhead_ms']:.3f}", f"{r['end_to_end_ms']:.3f}",
             f"{r['end_to_end_ms'] / base['end_to_end_ms']:.2f}x" if base else "-",
+            f"{r['estimated_ms']:.3f}", f"{r['flop_bound_ms']:.3f}",
+            "-" if r["fusion_seed_accuracy"] is None else " / ".join(f"{a:.2%}" for a in r["fusion_seed_accuracy"]),
         )  # fmt: skip
     console.print(table)
     if args.markdown:
