@@ -212,10 +212,32 @@ _set_option = click.option(
 @click.option("--allow-mismatch", is_flag=True, help="Keep the bundle even if it disagrees with PyTorch.")
 @click.option("--samples", default=8, show_default=True, help="Inputs compared with PyTorch.")
 @click.option("--no-fold", is_flag=True, help="Keep BatchNorm layers instead of folding them into neighbours.")
+@click.option(
+    "--int8",
+    "int8",
+    is_flag=False,
+    flag_value="static",
+    default=None,
+    type=click.Choice(["static", "dynamic"]),
+    help="Quantize to INT8: static (calibrated activations, the default) or dynamic (weights only).",
+)
+@click.option("--calib", type=click.Path(exists=True), help="Calibration inputs: .npy / .npz file or a folder of them.")
+@click.option("--calib-samples", default=128, show_default=True, help="Calibration samples used (static INT8).")
+@click.option(
+    "--max-accuracy-drop",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="INT8: held-out accuracy points the bundle may lose against FP32 before the export fails.",
+)
 @_set_option
-def export(model, target, fmt, delegate, out_dir, weights, allow_mismatch, samples, no_fold, settings) -> None:
+def export(
+    model, target, fmt, delegate, out_dir, weights, allow_mismatch, samples, no_fold, int8, calib, calib_samples,
+    max_accuracy_drop, settings,
+) -> None:  # fmt: skip
     """Export MODEL (a built-in name, file.py:factory or package.module:factory) to a verified bundle."""
     from edgekit.exporters.pipeline import export as run_export
+    from edgekit.types import QualityGate
 
     _requiet()
     with err.status("exporting", spinner="dots") as status:
@@ -231,6 +253,10 @@ def export(model, target, fmt, delegate, out_dir, weights, allow_mismatch, sampl
             samples=samples,
             fold=not no_fold,
             on_stage=lambda msg: status.update(f"{model}: {msg}"),
+            precision={None: None, "static": "int8", "dynamic": "int8-dynamic"}[int8],
+            calib=calib,
+            calib_samples=calib_samples,
+            quality=QualityGate(max_accuracy_drop=max_accuracy_drop),
         )
     _render_export(result)
     if not result.passed:
@@ -245,6 +271,13 @@ def _render_export(result) -> None:
     table.add_row("format", f"{m['format']}" + (f" ({m['delegate']})" if m.get("delegate") else ""))
     table.add_row("target", m.get("target") or "-")
     table.add_row("parameters", _count(m["model"]["parameters"]))
+    quantization = m.get("quantization")
+    if quantization:
+        calibration = quantization.get("calibration")
+        table.add_row("precision", f"{quantization['precision']} ({quantization['tool']})")
+        table.add_row("weights / activations", f"{quantization['weights']}; {quantization['activations']}")
+        if calibration:
+            table.add_row("calibration", f"{calibration['samples']} samples from {calibration['source']}")
     for name, entry in m["files"].items():
         table.add_row(name, _size(entry["bytes"]))
     transforms = m.get("transforms", {})

@@ -67,12 +67,12 @@ class ValidationFailed(EdgekitError):
 
     exit_code = 1
 
-    def __init__(self, format: str, summary: str, bundle: str | None = None):
+    def __init__(self, format: str, summary: str, bundle: str | None = None, hint: str = ""):
         self.format, self.summary, self.bundle = format, summary, bundle
         kept = f" The bundle was kept at {bundle} for inspection." if bundle else ""
         super().__init__(
             f"{format} export disagrees with PyTorch: {summary}.{kept} "
-            "Pass --allow-mismatch to keep it as a bundle anyway."
+            f"{hint}Pass --allow-mismatch to keep it as a bundle anyway."
         )
 
 

@@ -15,6 +15,11 @@ def read_array_file(path: str | Path) -> dict[str, np.ndarray] | np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"input file {p} does not exist")
+    with p.open("rb") as head:
+        magic = head.read(6)
+    if not (magic.startswith(b"\x93NUMPY") or magic.startswith(b"PK")):
+        # np.load would take anything else for a pickle; say what the file is not
+        raise InputError(f"{p} is not a readable .npy/.npz file (no numpy or zip header)")
     try:
         loaded = np.load(p, allow_pickle=False)
     except ValueError as exc:

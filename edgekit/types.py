@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edgekit.calibration import Calibration
 
 # dtypes a bundle may declare for a tensor; names follow numpy.
 DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
@@ -118,6 +121,80 @@ class ValidationResult:
         }
 
 
+# Numeric precisions an export can ask for: float, static INT8 (calibrated activations), and weight-only INT8
+# with activations quantized on the fly (dynamic).
+PRECISIONS = ("fp32", "int8", "int8-dynamic")
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """What "still good" means for a quantized export, judged on task quality rather than max abs error.
+
+    With labelled held-out data the INT8 accuracy may fall at most ``max_accuracy_drop`` points below the
+    FP32 model's; without labels, top-1 agreement with the FP32 model must reach ``min_top1_agreement``
+    (classifiers) or the cosine similarity ``min_cosine`` (other outputs).
+    """
+
+    max_accuracy_drop: float = 2.0
+    min_top1_agreement: float = 0.9
+    min_cosine: float = 0.99
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """How a quantized bundle compares with the FP32 PyTorch model on real (or, failing that, random) inputs."""
+
+    passed: bool
+    precision: str
+    criterion: str  # "accuracy", "top1_agreement" or "cosine": what decided ``passed``
+    data: str  # what the comparison ran on
+    samples: int
+    top1_agreement: float | None
+    accuracy: float | None
+    reference_accuracy: float | None
+    cosine: float
+    max_abs_err: float
+    gate: QualityGate
+
+    @property
+    def accuracy_drop(self) -> float | None:
+        if self.accuracy is None or self.reference_accuracy is None:
+            return None
+        return round(100.0 * (self.reference_accuracy - self.accuracy), 4)
+
+    def summary(self) -> str:
+        parts = []
+        if self.accuracy is not None and self.reference_accuracy is not None:
+            change = 100 * (self.accuracy - self.reference_accuracy)
+            parts.append(
+                f"accuracy {self.accuracy:.2%} vs FP32 {self.reference_accuracy:.2%} "
+                f"({change:+.2f} pts, max drop {self.gate.max_accuracy_drop:g})"
+            )
+        if self.top1_agreement is not None:
+            parts.append(f"top-1 agreement {self.top1_agreement:.1%}")
+        parts.append(f"cosine {self.cosine:.4f}")
+        return f"{self.precision}: {', '.join(parts)} over {self.samples} {self.data} inputs"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "precision": self.precision,
+            "criterion": self.criterion,
+            "data": self.data,
+            "samples": self.samples,
+            "top1_agreement": self.top1_agreement,
+            "accuracy": self.accuracy,
+            "reference_accuracy": self.reference_accuracy,
+            "accuracy_drop_points": self.accuracy_drop,
+            "cosine": self.cosine,
+            "max_abs_err": self.max_abs_err,
+            "gate": self.gate.to_json(),
+        }
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """What the user asked of one export, after the target preset is resolved."""
@@ -130,6 +207,13 @@ class ExportOptions:
     validation_samples: int = 8
     tolerance: Tolerance = field(default_factory=Tolerance)
     seed: int = 0
+    # INT8 only: the observers' inputs (static) and the bar the quantized bundle must clear.
+    calibration: Calibration | None = None
+    quality: QualityGate = field(default_factory=QualityGate)
+
+    @property
+    def quantized(self) -> bool:
+        return self.precision != "fp32"
 
 
 @dataclass(frozen=True)
@@ -141,6 +225,8 @@ class LoweredGraph:
     files: tuple[str, ...]
     # Ops that run outside the delegate (op name -> count); None when the format has no delegate notion.
     undelegated_ops: dict[str, int] | None = None
+    # How an INT8 graph was quantized (tool, scheme, calibration); None for float exports.
+    quantization: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +235,7 @@ class ExportResult:
 
     bundle_dir: str
     manifest: dict[str, Any]
-    validation: ValidationResult
+    validation: ValidationResult | QualityResult
     seconds: float
 
     @property

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgekit.types import TensorSpec, Tolerance, ValidationResult
+from edgekit.types import QualityGate, QualityResult, TensorSpec, Tolerance, ValidationResult
 
 
 def make_inputs(specs: Sequence[TensorSpec], count: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -88,3 +88,48 @@ def top1_agreement(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarr
     ref = np.concatenate([np.asarray(r).reshape(-1, np.asarray(r).shape[-1]) for r in reference])
     got = np.concatenate([np.asarray(c).reshape(-1, np.asarray(c).shape[-1]) for c in candidate])
     return float(np.mean(ref.argmax(-1) == got.argmax(-1)))
+
+
+def judge_quantized(
+    reference: Sequence[dict[str, np.ndarray]],
+    candidate: Sequence[dict[str, np.ndarray]],
+    gate: QualityGate,
+    precision: str,
+    data: str,
+    labels: np.ndarray | None = None,
+    classify: bool = True,
+) -> QualityResult:
+    """Judge a quantized model on task quality: held-out accuracy when ``labels`` are given, else top-1
+    agreement with the float reference (classifiers) or cosine similarity (anything else).
+
+    Max abs error and cosine are recorded too but, for INT8, decide nothing when labels or classes exist.
+    """
+    if len(reference) != len(candidate) or not reference:
+        raise ValueError("reference and candidate need the same, non-zero number of samples")
+    first = next(iter(reference[0]))
+    ref = np.stack([np.asarray(r[first], dtype=np.float64) for r in reference])
+    got = np.stack([np.asarray(c[first], dtype=np.float64) for c in candidate])
+    finite = bool(np.isfinite(got).all())
+    cos = cosine(ref, got) if finite else 0.0
+    err = float(np.max(np.abs(ref - got))) if finite else float("inf")
+    top1 = accuracy = reference_accuracy = None
+    if classify:
+        ref_top1 = ref.reshape(-1, ref.shape[-1]).argmax(-1)
+        got_top1 = got.reshape(-1, got.shape[-1]).argmax(-1)
+        top1 = float(np.mean(ref_top1 == got_top1))
+        if labels is not None:
+            labels = np.asarray(labels).reshape(-1)
+            reference_accuracy = float(np.mean(ref_top1 == labels))
+            accuracy = float(np.mean(got_top1 == labels))
+    if accuracy is not None and reference_accuracy is not None:
+        criterion = "accuracy"
+        passed = 100.0 * (reference_accuracy - accuracy) <= gate.max_accuracy_drop + 1e-9
+    elif top1 is not None:
+        criterion, passed = "top1_agreement", top1 >= gate.min_top1_agreement
+    else:
+        criterion, passed = "cosine", cos >= gate.min_cosine
+    return QualityResult(
+        passed=bool(passed and finite), precision=precision, criterion=criterion, data=data,
+        samples=len(reference), top1_agreement=top1, accuracy=accuracy, reference_accuracy=reference_accuracy,
+        cosine=cos, max_abs_err=err, gate=gate,
+    )  # fmt: skip

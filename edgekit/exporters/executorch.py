@@ -13,6 +13,13 @@ from edgekit.exporters.base import require, stage
 from edgekit.models.spec import ModelSpec
 from edgekit.types import ExportOptions, GraphSpec, LoweredGraph
 
+# XNNPACKQuantizer settings per precision: INT8 weights per output channel (symmetric); activations per
+# tensor, calibrated (static) or measured at run time (dynamic, which XNNPACK applies to linear layers).
+_QUANTIZER_SETTINGS = {
+    "int8": {"is_per_channel": True},
+    "int8-dynamic": {"is_per_channel": True, "is_dynamic": True},
+}
+
 # Nodes that are bookkeeping, not kernels: tuple unpacking and the delegate call itself.
 _NOT_KERNELS = {"getitem", "executorch_call_delegate"}
 
@@ -29,8 +36,11 @@ class ExecuTorchExporter:
         from executorch.exir import to_edge_transform_and_lower
 
         partitioners = self._partitioners(options.delegate)
+        module, quantization = spec.module, None
+        if options.quantized:
+            module, quantization = self._quantize(spec, options)
         with stage("pte", "tracing with torch.export"):
-            program = torch.export.export(spec.module, spec.example_inputs)
+            program = torch.export.export(module, spec.example_inputs)
         with stage("pte", f"lowering to {options.delegate or 'portable'} kernels"):
             edge = to_edge_transform_and_lower(program, partitioner=partitioners)
             undelegated = undelegated_ops(edge.exported_program().graph_module)
@@ -39,7 +49,25 @@ class ExecuTorchExporter:
         filename = "model.pte"
         (out_dir / filename).write_bytes(buffer)
         graph = GraphSpec("forward", filename, spec.input_specs, spec.output_specs(), entry="forward")
-        return LoweredGraph(graph, (filename,), undelegated)
+        return LoweredGraph(graph, (filename,), undelegated, quantization)
+
+    @staticmethod
+    def _quantize(spec: ModelSpec, options: ExportOptions) -> tuple[torch.nn.Module, dict]:
+        if options.delegate != "xnnpack":
+            raise UnsupportedOptionError("--delegate with --int8", options.delegate, ["xnnpack"])
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+
+        from edgekit.transforms.quantize import pt2e_quantize, pt2e_scheme
+
+        settings = _QUANTIZER_SETTINGS[options.precision]
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(**settings))
+        calibration = None if settings.get("is_dynamic") else options.calibration
+        with stage("pte", f"quantizing to {options.precision} (PT2E, XNNPACKQuantizer)"):
+            module = pt2e_quantize(spec, quantizer, calibration)
+        return module, {"tool": "torchao PT2E + executorch XNNPACKQuantizer", **pt2e_scheme(settings)}
 
     @staticmethod
     def _partitioners(delegate: str | None) -> list:

@@ -21,6 +21,8 @@ import torch
 
 from edgekit import runtimes
 from edgekit.bundle import MANIFEST_NAME, SCHEMA_VERSION, check_replaceable, describe_files, write_manifest
+from edgekit.calibration import DEFAULT_SAMPLES as DEFAULT_CALIBRATION_SAMPLES
+from edgekit.calibration import load_calibration
 from edgekit.errors import EdgekitError, UnsupportedOptionError, ValidationFailed
 from edgekit.formats import get_format
 from edgekit.models import ModelSpec, resolve_model
@@ -29,8 +31,8 @@ from edgekit.targets import get_target
 from edgekit.toolchain import edgekit_version, versions
 from edgekit.training import load_state, read_weights
 from edgekit.transforms.reparam import NORM_TYPES, fold_norms
-from edgekit.types import ExportOptions, ExportResult, LoweredGraph, Tolerance, jsonable
-from edgekit.validate import compare, make_inputs
+from edgekit.types import PRECISIONS, ExportOptions, ExportResult, LoweredGraph, QualityGate, Tolerance, jsonable
+from edgekit.validate import compare, judge_quantized, make_inputs
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,10 @@ def resolve_options(
     allow_mismatch: bool = False,
     samples: int = 8,
     tolerance: Tolerance | None = None,
+    precision: str | None = None,
+    quality: QualityGate | None = None,
 ) -> ExportOptions:
-    """Target preset first, then explicit --format / --delegate on top of it."""
+    """Target preset first, then explicit --format / --delegate / precision on top of it."""
     preset = get_target(target) if target else None
     fmt_name = format or (preset.format if preset else DEFAULT_FORMAT)
     fmt = get_format(fmt_name)
@@ -56,14 +60,18 @@ def resolve_options(
         raise UnsupportedOptionError(f"--delegate for {fmt.name}", delegate, allowed)
     if samples < 1:
         raise UnsupportedOptionError("--samples", samples, ["an integer >= 1"])
+    precision = precision or (preset.precision if preset else "fp32")
+    if precision not in PRECISIONS:
+        raise UnsupportedOptionError("precision", precision, PRECISIONS)
     return ExportOptions(
         format=fmt.name,
         target=target,
         delegate=delegate,
-        precision=preset.precision if preset else "fp32",
+        precision=precision,
         allow_mismatch=allow_mismatch,
         validation_samples=samples,
         tolerance=tolerance or Tolerance(),
+        quality=quality or QualityGate(),
     )
 
 
@@ -76,6 +84,10 @@ def prepare_model(model: str | ModelSpec, weights: str | Path | None = None, **c
         log.warning("weights %s were saved for %s, loading them into %s", weights, meta["model"], model)
     spec = resolve_model(model, **{**meta.get("config", {}), **config})
     load_state(spec, state, str(weights))
+    trained_on = meta.get("extra", {}).get("dataset")
+    if spec.dataset is None and trained_on:
+        # weights trained on a built-in dataset make it the model's own (calibration, INT8 accuracy)
+        spec = replace(spec, dataset=trained_on)
     return spec
 
 
@@ -93,17 +105,29 @@ def export(
     tolerance: Tolerance | None = None,
     fold: bool = True,
     on_stage: Callable[[str], None] | None = None,
+    precision: str | None = None,
+    calib: str | Path | None = None,
+    calib_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    quality: QualityGate | None = None,
 ) -> ExportResult:
     """Export ``model`` to a verified bundle directory and return its result.
 
     Raises ``ValidationFailed`` when the exported outputs disagree with PyTorch beyond tolerance,
     unless ``allow_mismatch`` is set. With ``fold`` (the default) every BatchNorm / RepBN is folded into
     its neighbours first; the comparison is always against the original, unfolded model.
+
+    ``precision="int8"`` quantizes statically with ``calib`` (a .npy / .npz file or folder; default: the
+    model's own dataset) and judges the bundle by ``quality`` (held-out accuracy or top-1 agreement)
+    instead of the float tolerance; ``"int8-dynamic"`` quantizes weights only.
     """
-    options = resolve_options(target, format, delegate, allow_mismatch, samples, tolerance)
+    options = resolve_options(target, format, delegate, allow_mismatch, samples, tolerance, precision, quality)
     notify = on_stage or (lambda _msg: None)
     notify("building the model")
     spec = prepare_model(model, weights, **(config or {}))
+    if options.precision == "int8":
+        notify("reading calibration data")
+        calibration = load_calibration(spec.input_specs, calib, spec.dataset, calib_samples, options.seed)
+        options = replace(options, calibration=calibration)
     label = options.target or options.format
     destination = Path(out_dir) if out_dir else Path(f"{spec.name}-{label}")
     check_replaceable(destination, MANIFEST_NAME, "an edgekit bundle")
@@ -125,9 +149,14 @@ def export(
             "fold_norms": fold_report.to_json() if fold_report else {"skipped": "disabled (--no-fold)"},
             "norms_left": sum(isinstance(m, NORM_TYPES) for m in to_lower.module.modules()),
         }
+        if lowered.quantization is not None:
+            calibration = options.calibration.to_json() if options.calibration else None
+            manifest["quantization"] = {"precision": options.precision, **lowered.quantization,
+                                        "calibration": calibration}  # fmt: skip
         write_manifest(staging, manifest)
         notify(f"verifying with {fmt.runtime_class().name}")
-        validation = _validate(spec, staging, options)
+        check = _validate_quantized if options.quantized else _validate
+        validation = check(spec, staging, options)
         manifest["validation"] = validation.to_json()
         manifest["export"]["seconds"] = round(time.perf_counter() - start, 3)
         write_manifest(staging, manifest)
@@ -138,7 +167,8 @@ def export(
         rejected = destination.with_name(destination.name + ".rejected")
         shutil.rmtree(rejected, ignore_errors=True)
         staging.rename(rejected)
-        raise ValidationFailed(options.format, validation.summary(), str(rejected))
+        hint = _QUANTIZED_HINT if options.quantized else ""
+        raise ValidationFailed(options.format, validation.summary(), str(rejected), hint)
     if destination.exists():
         shutil.rmtree(destination)
     staging.rename(destination)
@@ -192,6 +222,43 @@ def _validate(spec: ModelSpec, bundle_dir: Path, options: ExportOptions):
     with runtimes.load(bundle_dir) as runtime:
         candidate = [runtime.run(sample) for sample in input_sets]
     return compare(reference, candidate, options.tolerance, classify=spec.task == "classification")
+
+
+_QUANTIZED_HINT = (
+    "Calibrate on more representative data (--calib, --calib-samples), try --int8 dynamic, or accept a larger "
+    "loss with --max-accuracy-drop. "
+)
+# Without labelled data a quantized bundle is compared on this many random inputs at least: top-1 agreement
+# over eight inputs would move in steps of 12.5%.
+_MIN_UNLABELLED_SAMPLES = 64
+
+
+def _validate_quantized(spec: ModelSpec, bundle_dir: Path, options: ExportOptions):
+    """Run the quantized bundle and the float PyTorch model on the held-out split of the model's dataset
+    (labels: accuracy decides) or, without one, on random inputs (top-1 agreement or cosine decides)."""
+    classify = spec.task == "classification"
+    labels = None
+    if spec.dataset and classify and len(spec.input_specs) == 1:
+        from edgekit.data import load_dataset
+
+        input_spec = spec.input_specs[0]
+        split = load_dataset(spec.dataset, input_spec.shape)
+        batch = input_spec.shape[0]
+        usable = len(split.x_test) - len(split.x_test) % batch
+        input_sets = [{input_spec.name: split.x_test[i : i + batch]} for i in range(0, usable, batch)]
+        labels, data = split.y_test[:usable], f"{spec.dataset} held-out"
+    else:
+        count = max(options.validation_samples, _MIN_UNLABELLED_SAMPLES)
+        input_sets = make_inputs(spec.input_specs, count, seed=options.seed)
+        data = "random normal"
+    reference = [
+        {n: o.numpy() for n, o in zip(spec.output_names, run_module(
+            spec.module, tuple(torch.from_numpy(sample[n]) for n in spec.input_names)), strict=False)}
+        for sample in input_sets
+    ]  # fmt: skip
+    with runtimes.load(bundle_dir) as runtime:
+        candidate = [runtime.run(sample) for sample in input_sets]
+    return judge_quantized(reference, candidate, options.quality, options.precision, data, labels, classify)
 
 
 def try_export(model: str, fmt: str, out_root: str | Path, **kwargs: Any) -> tuple[ExportResult | None, str, str]:

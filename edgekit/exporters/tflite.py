@@ -12,6 +12,13 @@ from edgekit.types import ExportOptions, GraphSpec, LoweredGraph
 # litert-torch names the single signature it writes
 SIGNATURE = "serving_default"
 
+# litert-torch's PT2EQuantizer settings per precision (the same scheme as ExecuTorch's). Static INT8 files
+# get int8 inputs and outputs; the runtime converts at the boundary so callers keep float32.
+_QUANTIZER_SETTINGS = {
+    "int8": {"is_per_channel": True},
+    "int8-dynamic": {"is_per_channel": True, "is_dynamic": True},
+}
+
 
 class TFLiteExporter:
     format: ClassVar[str] = "tflite"
@@ -25,9 +32,28 @@ class TFLiteExporter:
         import litert_torch
 
         filename = "model.tflite"
+        module, kwargs, quantization = spec.module, {}, None
+        if options.quantized:
+            module, kwargs, quantization = self._quantize(spec, options)
         with stage("tflite", "converting with litert-torch"):
-            converted = litert_torch.convert(spec.module, spec.example_inputs)
+            converted = litert_torch.convert(module, spec.example_inputs, **kwargs)
         with stage("tflite", "writing the flatbuffer"):
             converted.export(str(out_dir / filename))
         graph = GraphSpec("forward", filename, spec.input_specs, spec.output_specs(), entry=SIGNATURE)
-        return LoweredGraph(graph, (filename,), None)
+        return LoweredGraph(graph, (filename,), None, quantization)
+
+    @staticmethod
+    def _quantize(spec: ModelSpec, options: ExportOptions) -> tuple[object, dict, dict]:
+        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+        from litert_torch.quantize.quant_config import QuantConfig
+
+        from edgekit.transforms.quantize import pt2e_quantize, pt2e_scheme
+
+        settings = _QUANTIZER_SETTINGS[options.precision]
+        quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(**settings))
+        calibration = None if settings.get("is_dynamic") else options.calibration
+        with stage("tflite", f"quantizing to {options.precision} (PT2E, litert-torch PT2EQuantizer)"):
+            # litert-torch folds the quantize ops itself during conversion
+            module = pt2e_quantize(spec, quantizer, calibration, fold_quantize=False)
+        description = {"tool": "torchao PT2E + litert-torch PT2EQuantizer", **pt2e_scheme(settings)}
+        return module, {"quant_config": QuantConfig(pt2e_quantizer=quantizer)}, description

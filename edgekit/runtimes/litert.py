@@ -2,11 +2,15 @@
 
 The exporter's signature names inputs ``args_0, args_1 ...`` and outputs ``output_0 ...``; they are
 mapped to the manifest's names by position (the number in the name, not dict order).
+
+A static INT8 file has int8 inputs and outputs. Callers still pass and receive float32: inputs are
+quantized and outputs dequantized here with each tensor's own scale and zero point.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,6 +33,32 @@ def _interpreter_class() -> tuple[type, str]:
         return Interpreter, "tflite_runtime"
     except ImportError:
         raise MissingDependencyError("ai-edge-litert", "tflite", "running .tflite bundles") from None
+
+
+@dataclass(frozen=True)
+class Affine:
+    """A tensor's quantization: real = scale * (q - zero_point), q an integer of ``dtype``."""
+
+    scale: float
+    zero_point: int
+    dtype: np.dtype
+
+    @classmethod
+    def of(cls, detail: dict) -> Affine | None:
+        """The affine map of an integer tensor that the file quantizes per tensor, else None."""
+        dtype = np.dtype(detail["dtype"])
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        if not np.issubdtype(dtype, np.integer) or not scale:
+            return None
+        return cls(float(scale), int(zero_point), dtype)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        info = np.iinfo(self.dtype)
+        q = np.round(x.astype(np.float64) / self.scale) + self.zero_point
+        return np.clip(q, info.min, info.max).astype(self.dtype)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return ((q.astype(np.float64) - self.zero_point) * self.scale).astype(np.float32)
 
 
 def _position(name: str) -> tuple[int, str]:
@@ -62,26 +92,52 @@ class LiteRTRuntime(Runtime):
                 f"signature {self._entry!r} has {len(self._inputs)} inputs / {len(self._outputs)} outputs, "
                 f"the manifest declares {len(graph.inputs)} / {len(graph.outputs)}"
             )
+        in_details = self._runner.get_input_details()
+        out_details = self._runner.get_output_details()
+        # float at the interface, integers in the file: convert at the boundary (None: pass through)
+        ins, outs = self._paired(self._inputs, graph, True), self._paired(self._outputs, graph, False)
+        self._in_affine = [self._boundary(in_details[n], spec) for n, spec in ins]
+        self._out_affine = [self._boundary(out_details[n], spec) for n, spec in outs]
+
+    @staticmethod
+    def _paired(names: list[str], graph: GraphSpec | None, inputs: bool) -> list[tuple[str, TensorSpec | None]]:
+        specs = (graph.inputs if inputs else graph.outputs) if graph is not None else [None] * len(names)
+        return list(zip(names, specs, strict=True))
+
+    @staticmethod
+    def _boundary(detail: dict, spec: TensorSpec | None) -> Affine | None:
+        affine = Affine.of(detail)
+        if affine is None or (spec is not None and spec.numpy_dtype == affine.dtype):
+            return None  # a genuinely integer tensor (token ids ...), not a quantized float
+        return affine
 
     def _introspect(self) -> GraphSpec:
         in_details = self._runner.get_input_details()
         out_details = self._runner.get_output_details()
 
-        def spec(name: str, detail: dict) -> TensorSpec:
-            return TensorSpec(name, tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name)
+        def spec(name: str, detail: dict, affine: Affine | None) -> TensorSpec:
+            dtype = "float32" if affine else np.dtype(detail["dtype"]).name
+            return TensorSpec(name, tuple(int(d) for d in detail["shape"]), dtype)
 
         return GraphSpec(
             name=self._entry,
             file=self.model_file.name,
             entry=self._entry,
-            inputs=tuple(spec(n, in_details[n]) for n in self._inputs),
-            outputs=tuple(spec(n, out_details[n]) for n in self._outputs),
+            inputs=tuple(spec(n, in_details[n], a) for n, a in zip(self._inputs, self._in_affine, strict=True)),
+            outputs=tuple(spec(n, out_details[n], a) for n, a in zip(self._outputs, self._out_affine, strict=True)),
         )
 
     def _run_native(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        result = self._runner(**dict(zip(self._inputs, arrays, strict=False)))
-        # The runner returns views into interpreter memory that the next call overwrites.
-        return [np.array(result[name], copy=True) for name in self._outputs]
+        feeds = {
+            name: affine.quantize(array) if affine else array
+            for name, array, affine in zip(self._inputs, arrays, self._in_affine, strict=True)
+        }
+        result = self._runner(**feeds)
+        # The runner returns views into interpreter memory that the next call overwrites: copy (or dequantize).
+        return [
+            affine.dequantize(result[name]) if affine else np.array(result[name], copy=True)
+            for name, affine in zip(self._outputs, self._out_affine, strict=True)
+        ]
 
     def close(self) -> None:
         self._runner = None
