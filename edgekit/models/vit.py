@@ -25,9 +25,12 @@ class VisionTransformer(nn.Module):
         mlp_ratio: float,
         block_heads: list[int] | None = None,
         block_mlp: list[int] | None = None,
+        attention: str = "softmax",
+        clip_alpha: float = 1.0,
     ):
         """``block_heads`` / ``block_mlp`` give each block its own head count and MLP width (a pruned ViT);
-        the head dimension stays ``dim // heads`` either way."""
+        the head dimension stays ``dim // heads`` either way. ``attention`` is softmax, clipped or gated
+        (:class:`~edgekit.models.layers.Attention`)."""
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
@@ -41,7 +44,10 @@ class VisionTransformer(nn.Module):
         if len(block_heads) != depth or len(block_mlp) != depth:
             raise ValueError(f"block_heads and block_mlp need one entry per block ({depth})")
         self.blocks = nn.Sequential(
-            *[Block(dim, h, m, head_dim=head_dim) for h, m in zip(block_heads, block_mlp, strict=True)]
+            *[
+                Block(dim, h, m, head_dim=head_dim, attention=attention, clip_alpha=clip_alpha)
+                for h, m in zip(block_heads, block_mlp, strict=True)
+            ]
         )
         self.norm = LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
@@ -75,8 +81,11 @@ def vit_tiny(
     depth: int = 12,
     heads: int = 3,
     mlp_ratio: float = 4.0,
+    attention: str = "softmax",
+    clip_alpha: float = 1.0,
 ) -> ModelSpec:
-    """ViT-Ti/16 (DeiT-tiny layout): 12 blocks of width 192, 3 heads; every size configurable."""
+    """ViT-Ti/16 (DeiT-tiny layout): 12 blocks of width 192, 3 heads; every size configurable; attention
+    softmax, clipped or gated (outlier-free variants for INT8)."""
     return _vit_spec("vit_tiny", **locals())
 
 
@@ -90,5 +99,7 @@ def vit_digits(
     depth: int = 4,
     heads: int = 4,
     mlp_ratio: float = 2.0,
+    attention: str = "softmax",
+    clip_alpha: float = 1.0,
 ) -> ModelSpec:
     return replace(_vit_spec("vit_digits", **locals()), dataset="digits")

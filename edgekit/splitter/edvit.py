@@ -113,6 +113,9 @@ def plan_split(
         raise UnsupportedOptionError(
             "model for edgekit split", spec.name, ["a ViT of the vit family (vit_digits, ...)"]
         )
+    if spec.config.get("attention", "softmax") != "softmax":
+        # pruning ranks heads by their softmax outputs and rebuilds plain blocks
+        raise UnsupportedOptionError("attention for edgekit split", spec.config["attention"], ["softmax"])
     split = load_dataset(data, tuple(spec.example_inputs[0].shape))
     full: VisionTransformer = spec.module
     # Everything that can be refused is refused before minutes of training.
