@@ -7,6 +7,7 @@ share an environment with torch/ExecuTorch. It is built once into .venv-runtime 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -32,14 +33,30 @@ def _venv_python() -> Path:
     return VENV / "bin" / "python"
 
 
+SOURCE_STAMP = VENV / ".edgekit-source"
+
+
+def _source_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "edgekit").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 @pytest.fixture(scope="module")
 def runtime_env() -> Path:
     wanted = json.dumps(REQUIREMENTS + [(ROOT / "pyproject.toml").read_text()])
+    pip = [str(_venv_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     if not (STAMP.is_file() and STAMP.read_text() == wanted):
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-        pip = [str(_venv_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         subprocess.run([*pip, f"{ROOT}[onnx,split]", *REQUIREMENTS], check=True, timeout=900)
         STAMP.write_text(wanted)
+        SOURCE_STAMP.write_text(_source_digest())
+    # The environment holds a copy of edgekit, not the checkout: reinstall the package alone when its code changed.
+    source = _source_digest()
+    if not (SOURCE_STAMP.is_file() and SOURCE_STAMP.read_text() == source):
+        subprocess.run([*pip, "--no-deps", "--force-reinstall", str(ROOT)], check=True, timeout=600)
+        SOURCE_STAMP.write_text(source)
     return _venv_python()
 
 

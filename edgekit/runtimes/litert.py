@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekit.errors import MissingDependencyError
+from edgekit.errors import BundleError, MissingDependencyError
 from edgekit.runtimes.base import Runtime
 from edgekit.types import GraphSpec, TensorSpec
 
@@ -76,8 +76,18 @@ class LiteRTRuntime(Runtime):
 
     def _open(self, graph: GraphSpec | None) -> None:
         interpreter_cls, self.backend = _interpreter_class()
-        self._interpreter = interpreter_cls(model_path=str(self.model_file), num_threads=self.threads or 2)
-        self._interpreter.allocate_tensors()  # applies the XNNPACK delegate now, while its banner is captured
+        try:
+            self._interpreter = interpreter_cls(model_path=str(self.model_file), num_threads=self.threads or 2)
+            self._interpreter.allocate_tensors()  # applies the XNNPACK delegate now, while its banner is captured
+        except ValueError as exc:
+            if "Didn't find op for builtin opcode" not in str(exc):
+                raise
+            # e.g. tflite-runtime 2.14 lacks FULLY_CONNECTED v12, which dynamic-INT8 files from litert-torch use
+            op = str(exc).split("opcode", 1)[1].split("?")[0].split(".")[0].strip()
+            raise BundleError(
+                f"{self.backend} is too old for {self.model_file.name} (op {op}): "
+                "install ai-edge-litert (pip install 'edgekit-sdk[tflite]') or export without --int8 dynamic"
+            ) from exc
         signatures = self._interpreter.get_signature_list()
         self._entry = (graph.entry if graph else None) or (next(iter(signatures)) if signatures else None)
         if self._entry is None:
