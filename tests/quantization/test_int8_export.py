@@ -31,6 +31,8 @@ def test_static_int8_cnn_keeps_accuracy_and_records_it(int8, fmt):
     assert validation["reference_accuracy"] > 0.9  # the trained float model, not chance
     assert validation["accuracy_drop_points"] <= 2.0
     assert validation["top1_agreement"] >= 0.95
+    # BatchNorm was folded before quantization: its statistics are in the quantized conv weights
+    assert manifest["transforms"]["fold_norms"]["total"] == 4 and manifest["transforms"]["norms_left"] == 0
     if fmt == "pte":
         assert manifest["export"]["undelegated_op_count"] == 0
 
