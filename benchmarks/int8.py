@@ -80,7 +80,7 @@ def accuracy_part(out: Path, rounds: int, runs: int, console: Console, rows: lis
     latency = timed(paths, rounds, runs)
     table = Table(title=f"digits models: INT8 vs FP32 per format (median of {rounds} rounds x {runs} runs)")
     for col in ("model", "format", "precision", "size", "vs fp32", "accuracy", "drop pts", "top-1 agree",
-                "ms", "speedup", "gate"):  # fmt: skip
+                "ms", "speedup", "off delegate", "gate"):  # fmt: skip
         table.add_column(col, justify="right")
     for (model, fmt, precision), result in results.items():
         base = results[model, fmt, "fp32"]
@@ -96,11 +96,12 @@ def accuracy_part(out: Path, rounds: int, runs: int, console: Console, rows: lis
             "size_ratio": bundle_bytes(result) / bundle_bytes(base), "accuracy": accuracy, "fp32_accuracy": reference,
             "drop_points": drop, "top1_agreement": agree, "ms": latency[model, fmt, precision],
             "speedup": latency[model, fmt, "fp32"] / latency[model, fmt, precision], "passed": v["passed"],
+            "undelegated_ops": result.manifest["export"]["undelegated_op_count"],
         }  # fmt: skip
         rows.append(row)
         table.add_row(model, fmt, precision, f"{row['bytes'] / 1024:.0f} KiB", f"{row['size_ratio']:.2f}x",
                       f"{accuracy:.2%}", f"{drop:+.2f}", f"{agree:.1%}", f"{row['ms']:.3f}", f"{row['speedup']:.2f}x",
-                      "pass" if v["passed"] else "FAIL")  # fmt: skip
+                      _count(row["undelegated_ops"]), "pass" if v["passed"] else "FAIL")  # fmt: skip
     return table
 
 
@@ -157,7 +158,8 @@ def latency_part(out: Path, rounds: int, runs: int, console: Console, rows: list
                 paths[model, fmt, precision] = result.bundle_dir
     latency = timed(paths, rounds, runs)
     table = Table(title=f"224x224 models (untrained): INT8 vs FP32 latency (median of {rounds} rounds x {runs} runs)")
-    for col in ("model", "format", "precision", "size", "vs fp32", "top-1 agree", "cosine", "ms", "speedup"):
+    for col in ("model", "format", "precision", "size", "vs fp32", "top-1 agree", "cosine", "ms", "speedup",
+                "off delegate"):  # fmt: skip
         table.add_column(col, justify="right")
     for (model, fmt, precision), result in results.items():
         base = results[model, fmt, "fp32"]
@@ -167,12 +169,18 @@ def latency_part(out: Path, rounds: int, runs: int, console: Console, rows: list
             "size_ratio": bundle_bytes(result) / bundle_bytes(base), "top1_agreement": v["top1_agreement"],
             "cosine": v["cosine"], "ms": latency[model, fmt, precision],
             "speedup": latency[model, fmt, "fp32"] / latency[model, fmt, precision],
+            "undelegated_ops": result.manifest["export"]["undelegated_op_count"],
         }  # fmt: skip
         rows.append(row)
         table.add_row(model, fmt, precision, f"{row['bytes'] / 2**20:.1f} MiB", f"{row['size_ratio']:.2f}x",
                       f"{row['top1_agreement']:.1%}", f"{row['cosine']:.4f}", f"{row['ms']:.2f}",
-                      f"{row['speedup']:.2f}x")  # fmt: skip
+                      f"{row['speedup']:.2f}x", _count(row["undelegated_ops"]))  # fmt: skip
     return table
+
+
+def _count(ops: int | None) -> str:
+    """Ops left outside the XNNPACK delegate (ExecuTorch only)."""
+    return "-" if ops is None else str(ops)
 
 
 PARTS = {"accuracy": accuracy_part, "attention": attention_part, "latency": latency_part}

@@ -28,6 +28,11 @@ class Split:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def test_batches(self, batch: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """The held-out samples in batches of a static ``batch`` size (the ragged tail dropped), and their labels."""
+        usable = len(self.x_test) - len(self.x_test) % batch
+        return [self.x_test[i : i + batch] for i in range(0, usable, batch)], self.y_test[:usable]
+
 
 @dataclass(frozen=True)
 class Digits:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgekit.bundle import read_bundle
 from edgekit.data import load_dataset
 from edgekit.errors import InputError
@@ -34,13 +36,10 @@ def evaluate_bundle(path: str | Path, dataset: str | None = None, threads: int |
     with load(bundle, threads=threads) as runtime:
         spec = runtime.input_specs[0]
         split = load_dataset(name, spec.shape)
-        batch = spec.shape[0]
-        correct = 0
-        usable = len(split.x_test) - len(split.x_test) % batch  # static batch: drop the ragged tail
-        for i in range(0, usable, batch):
-            logits = next(iter(runtime.run({spec.name: split.x_test[i : i + batch]}).values()))
-            correct += int((logits.reshape(batch, -1).argmax(-1) == split.y_test[i : i + batch]).sum())
-        return EvalResult(str(path), name, correct / usable, usable, runtime.name)
+        batches, labels = split.test_batches(spec.shape[0])
+        predictions = [next(iter(runtime.run({spec.name: x}).values())).reshape(len(x), -1).argmax(-1) for x in batches]
+        correct = int((np.concatenate(predictions) == labels).sum())
+        return EvalResult(str(path), name, correct / len(labels), len(labels), runtime.name)
 
 
 def evaluate_model(

@@ -169,10 +169,9 @@ class QualityResult:
     def summary(self) -> str:
         parts = []
         if self.accuracy is not None and self.reference_accuracy is not None:
-            change = 100 * (self.accuracy - self.reference_accuracy)
             parts.append(
                 f"accuracy {self.accuracy:.2%} vs FP32 {self.reference_accuracy:.2%} "
-                f"({change:+.2f} pts, max drop {self.gate.max_accuracy_drop:g})"
+                f"({-self.accuracy_drop:+.2f} pts, max drop {self.gate.max_accuracy_drop:g})"
             )
         if self.top1_agreement is not None:
             parts.append(f"top-1 agreement {self.top1_agreement:.1%}")

@@ -13,13 +13,6 @@ from edgekit.exporters.base import require, stage
 from edgekit.models.spec import ModelSpec
 from edgekit.types import ExportOptions, GraphSpec, LoweredGraph
 
-# XNNPACKQuantizer settings per precision: INT8 weights per output channel (symmetric); activations per
-# tensor, calibrated (static) or measured at run time (dynamic, which XNNPACK applies to linear layers).
-_QUANTIZER_SETTINGS = {
-    "int8": {"is_per_channel": True},
-    "int8-dynamic": {"is_per_channel": True, "is_dynamic": True},
-}
-
 # Nodes that are bookkeeping, not kernels: tuple unpacking and the delegate call itself.
 _NOT_KERNELS = {"getitem", "executorch_call_delegate"}
 
@@ -60,13 +53,12 @@ class ExecuTorchExporter:
             get_symmetric_quantization_config,
         )
 
-        from edgekit.transforms.quantize import pt2e_quantize, pt2e_scheme
+        from edgekit.transforms.quantize import PT2E_SETTINGS, pt2e_quantize, pt2e_scheme
 
-        settings = _QUANTIZER_SETTINGS[options.precision]
+        settings = PT2E_SETTINGS[options.precision]
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(**settings))
-        calibration = None if settings.get("is_dynamic") else options.calibration
         with stage("pte", f"quantizing to {options.precision} (PT2E, XNNPACKQuantizer)"):
-            module = pt2e_quantize(spec, quantizer, calibration)
+            module = pt2e_quantize(spec, quantizer, options.calibration)
         return module, {"tool": "torchao PT2E + executorch XNNPACKQuantizer", **pt2e_scheme(settings)}
 
     @staticmethod

@@ -48,7 +48,6 @@ class OrtQuantRecipe:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-ORT_DEFAULTS = OrtQuantRecipe()
 DEFAULT_RECIPE = OrtQuantRecipe(reduce_range=True, op_types=("Conv", "Gemm", "MatMul"))
 
 
@@ -92,15 +91,16 @@ class OnnxExporter:
             with stage("onnx", "quantizing weights to int8 (ONNX Runtime, dynamic activations)"):
                 quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8,
                                  use_external_data_format=True)  # fmt: skip
-            _one_side_file(target)
             return {
                 "tool": "onnxruntime.quantization.quantize_dynamic",
                 "weights": "int8 symmetric, per output channel",
                 "activations": "uint8 per tensor, quantized at run time (MatMul / Gemm / Conv inputs)",
             }
         recipe = self.recipe
-        excluded = [n.name for n in onnx.load(source, load_external_data=False).graph.node
-                    if n.op_type in recipe.exclude_op_types]  # fmt: skip
+        excluded = []
+        if recipe.exclude_op_types:
+            graph = onnx.load(source, load_external_data=False).graph
+            excluded = [n.name for n in graph.node if n.op_type in recipe.exclude_op_types]
         with stage("onnx", f"quantizing to int8 (ONNX Runtime static QDQ, {recipe.calibrate_method} calibration)"):
             quantize_static(
                 source,
@@ -117,7 +117,6 @@ class OnnxExporter:
                 calibrate_method=getattr(CalibrationMethod, recipe.calibrate_method),
                 extra_options={"ActivationSymmetric": recipe.activation_symmetric},
             )
-        _one_side_file(target)
         return {
             "tool": "onnxruntime.quantization.quantize_static (QDQ)",
             "weights": ("7-bit" if recipe.reduce_range else "int8")
@@ -148,18 +147,6 @@ def _export_float(spec: ModelSpec, path: Path) -> None:
 
 def _written(out_dir: Path, before: set[str]) -> tuple[str, ...]:
     return tuple(sorted({p.name for p in out_dir.iterdir()} - before))
-
-
-def _one_side_file(model: Path) -> None:
-    """Re-save a quantized model with all its initializers in ``<model>.data`` (ONNX Runtime's quantizer
-    names its side file after the model and may leave small tensors inline): the bundle's usual shape."""
-    import onnx
-
-    proto = onnx.load(model)
-    for stale in model.parent.glob(model.name + "*.data"):
-        stale.unlink()
-    onnx.save_model(proto, model, save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=model.name + ".data")  # fmt: skip
 
 
 class _Reader:

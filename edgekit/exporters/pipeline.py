@@ -215,13 +215,19 @@ def _validate(spec: ModelSpec, bundle_dir: Path, options: ExportOptions):
     """Run the written bundle with its runtime and PyTorch on the same inputs and compare."""
     input_sets = [{n: t.numpy() for n, t in zip(spec.input_names, spec.example_inputs, strict=False)}]
     input_sets += make_inputs(spec.input_specs, options.validation_samples - 1, seed=options.seed)
+    reference, candidate = _run_both(spec, bundle_dir, input_sets)
+    return compare(reference, candidate, options.tolerance, classify=spec.task == "classification")
+
+
+def _run_both(spec: ModelSpec, bundle_dir: Path, input_sets: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Named outputs of the PyTorch model and of the bundle's runtime, per input set."""
     reference = []
     for sample in input_sets:
         outputs = run_module(spec.module, tuple(torch.from_numpy(sample[n]) for n in spec.input_names))
         reference.append({n: o.numpy() for n, o in zip(spec.output_names, outputs, strict=False)})
     with runtimes.load(bundle_dir) as runtime:
         candidate = [runtime.run(sample) for sample in input_sets]
-    return compare(reference, candidate, options.tolerance, classify=spec.task == "classification")
+    return reference, candidate
 
 
 _QUANTIZED_HINT = (
@@ -242,22 +248,14 @@ def _validate_quantized(spec: ModelSpec, bundle_dir: Path, options: ExportOption
         from edgekit.data import load_dataset
 
         input_spec = spec.input_specs[0]
-        split = load_dataset(spec.dataset, input_spec.shape)
-        batch = input_spec.shape[0]
-        usable = len(split.x_test) - len(split.x_test) % batch
-        input_sets = [{input_spec.name: split.x_test[i : i + batch]} for i in range(0, usable, batch)]
-        labels, data = split.y_test[:usable], f"{spec.dataset} held-out"
+        batches, labels = load_dataset(spec.dataset, input_spec.shape).test_batches(input_spec.shape[0])
+        input_sets = [{input_spec.name: x} for x in batches]
+        data = f"{spec.dataset} held-out"
     else:
         count = max(options.validation_samples, _MIN_UNLABELLED_SAMPLES)
         input_sets = make_inputs(spec.input_specs, count, seed=options.seed)
         data = "random normal"
-    reference = [
-        {n: o.numpy() for n, o in zip(spec.output_names, run_module(
-            spec.module, tuple(torch.from_numpy(sample[n]) for n in spec.input_names)), strict=False)}
-        for sample in input_sets
-    ]  # fmt: skip
-    with runtimes.load(bundle_dir) as runtime:
-        candidate = [runtime.run(sample) for sample in input_sets]
+    reference, candidate = _run_both(spec, bundle_dir, input_sets)
     return judge_quantized(reference, candidate, options.quality, options.precision, data, labels, classify)
 
 

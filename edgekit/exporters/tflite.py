@@ -12,13 +12,6 @@ from edgekit.types import ExportOptions, GraphSpec, LoweredGraph
 # litert-torch names the single signature it writes
 SIGNATURE = "serving_default"
 
-# litert-torch's PT2EQuantizer settings per precision (the same scheme as ExecuTorch's). Static INT8 files
-# get int8 inputs and outputs; the runtime converts at the boundary so callers keep float32.
-_QUANTIZER_SETTINGS = {
-    "int8": {"is_per_channel": True},
-    "int8-dynamic": {"is_per_channel": True, "is_dynamic": True},
-}
-
 
 class TFLiteExporter:
     format: ClassVar[str] = "tflite"
@@ -47,13 +40,13 @@ class TFLiteExporter:
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
         from litert_torch.quantize.quant_config import QuantConfig
 
-        from edgekit.transforms.quantize import pt2e_quantize, pt2e_scheme
+        from edgekit.transforms.quantize import PT2E_SETTINGS, pt2e_quantize, pt2e_scheme
 
-        settings = _QUANTIZER_SETTINGS[options.precision]
+        settings = PT2E_SETTINGS[options.precision]
         quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(**settings))
-        calibration = None if settings.get("is_dynamic") else options.calibration
+        # static INT8 files get int8 inputs and outputs; LiteRTRuntime converts at the boundary
         with stage("tflite", f"quantizing to {options.precision} (PT2E, litert-torch PT2EQuantizer)"):
             # litert-torch folds the quantize ops itself during conversion
-            module = pt2e_quantize(spec, quantizer, calibration, fold_quantize=False)
+            module = pt2e_quantize(spec, quantizer, options.calibration, fold_quantize=False)
         description = {"tool": "torchao PT2E + litert-torch PT2EQuantizer", **pt2e_scheme(settings)}
         return module, {"quant_config": QuantConfig(pt2e_quantizer=quantizer)}, description

@@ -16,11 +16,18 @@ from edgekit.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
+# Settings of the PT2E symmetric quantization configs (XNNPACK's and litert-torch's take the same keywords):
+# INT8 weights per output channel; activations per tensor, calibrated (static) or measured at run time.
+PT2E_SETTINGS = {
+    "int8": {"is_per_channel": True},
+    "int8-dynamic": {"is_per_channel": True, "is_dynamic": True},
+}
+
 
 def pt2e_quantize(
     spec: ModelSpec, quantizer, calibration: Calibration | None, fold_quantize: bool = True
 ) -> torch.fx.GraphModule:
-    """The spec's module quantized by ``quantizer``; dynamic quantizers need no calibration."""
+    """The spec's module quantized by ``quantizer``; dynamic quantizers need no calibration (pass None)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     captured = torch.export.export(spec.module, spec.example_inputs).module()
