@@ -230,10 +230,12 @@ _set_option = click.option(
     show_default=True,
     help="INT8: held-out accuracy points the bundle may lose against FP32 before the export fails.",
 )
+@click.option("--streaming", is_flag=True, help="Export the streaming form: frames + state in, prediction + state out.")
+@click.option("--chunk", default=1, show_default=True, help="--streaming: frames per call.")
 @_set_option
 def export(
     model, target, fmt, delegate, out_dir, weights, allow_mismatch, samples, no_fold, int8, calib, calib_samples,
-    max_accuracy_drop, settings,
+    max_accuracy_drop, streaming, chunk, settings,
 ) -> None:  # fmt: skip
     """Export MODEL (a built-in name, file.py:factory or package.module:factory) to a verified bundle."""
     from edgekit.exporters.pipeline import export as run_export
@@ -257,6 +259,8 @@ def export(
             calib=calib,
             calib_samples=calib_samples,
             quality=QualityGate(max_accuracy_drop=max_accuracy_drop),
+            streaming=streaming,
+            chunk=chunk,
         )
     _render_export(result)
     if not result.passed:
@@ -285,8 +289,17 @@ def _render_export(result) -> None:
     if "total" in fold:
         detail = ", ".join(f"{k} x{n}" for k, n in fold["folded"].items()) or "none present"
         table.add_row("norms folded", f"{fold['total']} ({detail}); {transforms.get('norms_left', 0)} left")
+    stream = m.get("extras", {}).get("stream")
+    if stream:
+        table.add_row("streaming", f"{stream['chunk']} frame(s) of {stream['features']} per call, "
+                                   f"{len(stream['state'])} state tensors (zeros to start)")  # fmt: skip
     status = "[green]passed[/green]" if v.passed else "[red]FAILED[/red]"
     table.add_row("verification", f"{status}: {v.summary()}")
+    spikes = next((p for p in getattr(v, "per_output", ()) if p.get("name") == "spikes"), None)
+    if spikes:
+        table.add_row("spikes", f"{spikes['sequences_identical']}/{spikes['sequences']} sequences identical, "
+                                f"{spikes['near_threshold_flips']} near-threshold flip(s), "
+                                f"{spikes['unexplained_flips']} unexplained")  # fmt: skip
     undelegated = m["export"].get("undelegated_ops")
     if undelegated is not None:
         ops = ", ".join(f"{k} x{n}" for k, n in undelegated.items()) or "none"
@@ -566,8 +579,9 @@ def _yes(ok: bool) -> str:
 
 def _register_split_commands() -> None:
     from edgekit.cli_split import COMMANDS
+    from edgekit.cli_stream import stream
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, stream):
         cli.add_command(command)
 
 

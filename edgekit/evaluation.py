@@ -27,12 +27,17 @@ class EvalResult:
 
 
 def evaluate_bundle(path: str | Path, dataset: str | None = None, threads: int | None = None) -> EvalResult:
+    """Held-out accuracy of a bundle; a streaming bundle is fed each sequence frame by frame."""
     from edgekit.runtimes import load
 
     bundle = read_bundle(path)
     name = dataset or bundle.manifest["model"].get("dataset")
     if not name:
         raise InputError(f"{path}: the model was not built for a built-in dataset; name one with --data")
+    if bundle.manifest.get("extras", {}).get("stream"):
+        steps, labels, runner = bundle_step_predictions(bundle, name, threads)
+        accuracy = float(np.mean(steps[:, -1].argmax(-1) == labels))
+        return EvalResult(str(path), name, accuracy, len(labels), f"{runner}, streamed")
     with load(bundle, threads=threads) as runtime:
         spec = runtime.input_specs[0]
         split = load_dataset(name, spec.shape)
@@ -55,4 +60,56 @@ def evaluate_model(
     return EvalResult(spec.name, name, accuracy, len(split.x_test), "PyTorch eager")
 
 
-__all__ = ["EvalResult", "evaluate_bundle", "evaluate_model"]
+# Reading the prediction after the first k% of the frames (LMUFormer's real-time mode).
+REALTIME_FRACTIONS = (0.25, 0.3, 0.4, 0.5, 0.6, 0.68, 0.75, 0.8, 0.9, 1.0)
+
+
+@dataclass(frozen=True)
+class EarlyReading:
+    fraction: float  # of the sequence seen
+    frames: int
+    accuracy: float
+
+
+def realtime_accuracy(
+    step_predictions: np.ndarray, labels: np.ndarray, fractions: tuple[float, ...] = REALTIME_FRACTIONS
+) -> list[EarlyReading]:
+    """Accuracy of the prediction read after ceil(k T) frames, from per-frame predictions (N, T, classes)."""
+    frames_total = step_predictions.shape[1]
+    readings = []
+    for fraction in fractions:
+        frames = max(1, min(frames_total, int(np.ceil(fraction * frames_total - 1e-9))))
+        accuracy = float(np.mean(step_predictions[:, frames - 1].argmax(-1) == labels))
+        readings.append(EarlyReading(fraction, frames, accuracy))
+    return readings
+
+
+def model_step_predictions(spec, split, batch_size: int = 256) -> np.ndarray:
+    """(N, T, classes) per-frame predictions of a PyTorch model with ``forward_steps`` on the held-out split."""
+    import torch
+
+    spec.module.eval()
+    with torch.no_grad():
+        parts = [spec.module.forward_steps(torch.from_numpy(split.x_test[i : i + batch_size]))
+                 for i in range(0, len(split.x_test), batch_size)]  # fmt: skip
+    return torch.cat(parts).numpy()
+
+
+def bundle_step_predictions(bundle, dataset: str, threads: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(N, T, classes) per-frame predictions of a streaming bundle on a dataset's held-out split, labels, runtime."""
+    from edgekit.streaming import StreamSession
+
+    with StreamSession(bundle, threads=threads) as session:
+        layout = session.layout
+        split = load_dataset(dataset, (1, layout.sequence_length, layout.features))
+        steps = []
+        for sequence in split.x_test:
+            session.reset()
+            steps.append(session.run(sequence))
+        return np.stack(steps), split.y_test, session.runtime.name
+
+
+__all__ = [
+    "EarlyReading", "EvalResult", "REALTIME_FRACTIONS", "bundle_step_predictions", "evaluate_bundle", "evaluate_model",
+    "model_step_predictions", "realtime_accuracy",
+]  # fmt: skip

@@ -6,6 +6,7 @@ Numpy only, so a device without torch can re-check a bundle against saved refere
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -137,3 +138,37 @@ def judge_quantized(
         samples=len(reference), top1_agreement=top1, accuracy=accuracy, reference_accuracy=reference_accuracy,
         cosine=cos, max_abs_err=err, gate=gate,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SpikeAgreement:
+    """How a bundle's spike trains (neurons, T) compare with PyTorch's for one sequence.
+
+    Spikes must agree exactly, except that a neuron whose membrane potential sits within ``margin`` of the
+    threshold may fire in PyTorch and not in a runtime, or the reverse (float rounding). Such a flip changes
+    everything after it, so only the first disagreement is judged -- the earliest step, and within it the
+    earliest neuron in call order, whose inputs still agreed -- and the sequence is compared up to that step.
+    """
+
+    compared_steps: int  # steps before the first disagreement (all of them when none)
+    flipped: int  # spikes that differ at that first step (0: the trains agree)
+    near_threshold: bool  # whether the first differing neuron was within the margin of the threshold
+    margin: float
+
+    @property
+    def explained(self) -> bool:
+        return self.flipped == 0 or self.near_threshold
+
+
+def compare_spikes(reference: np.ndarray, candidate: np.ndarray, potentials: np.ndarray, threshold: float,
+                   margin: float) -> SpikeAgreement:  # fmt: skip
+    """Spike trains (neurons in call order, T) of PyTorch and a runtime, with PyTorch's pre-reset potentials."""
+    if reference.shape != candidate.shape:
+        raise ValueError(f"spike trains differ in shape: {candidate.shape} vs reference {reference.shape}")
+    differs = reference != candidate
+    if not differs.any():
+        return SpikeAgreement(reference.shape[-1], 0, False, margin)
+    step = int(np.argmax(differs.any(axis=0)))
+    neuron = int(np.argmax(differs[:, step]))
+    near = bool(abs(float(potentials[neuron, step]) - threshold) <= margin)
+    return SpikeAgreement(step, int(differs[:, step].sum()), near, margin)

@@ -16,6 +16,8 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "vit_tiny": {"img_size": 32, "patch_size": 8, "dim": 32, "depth": 2, "heads": 2, "num_classes": 10},
     "vit_digits": {"depth": 2},
     "cnn_small": {"widths": [8, 16]},
+    # 8 frames: the spiking whole-sequence graph unrolls every LIF over time, and XNNPACK lowering grows with it
+    **{name: {"dim": 16, "order": 8, "seq_len": 8, "in_features": 8} for name in ("lmuformer", "lmuformer_spiking")},
     **{
         name: {"img_size": 16, "patch_size": 4, "dim": 24, "depth": 2, "heads": 2, "num_classes": 10}
         for name in ("slab_deit_tiny", "slab_deit_tiny_ln")

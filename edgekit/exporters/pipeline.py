@@ -24,6 +24,7 @@ from edgekit.bundle import MANIFEST_NAME, SCHEMA_VERSION, check_replaceable, des
 from edgekit.calibration import DEFAULT_SAMPLES as DEFAULT_CALIBRATION_SAMPLES
 from edgekit.calibration import load_calibration
 from edgekit.errors import EdgekitError, UnsupportedOptionError, ValidationFailed
+from edgekit.exporters.verify_stream import validate_stream
 from edgekit.formats import get_format
 from edgekit.models import ModelSpec, resolve_model
 from edgekit.models.spec import run_module
@@ -31,6 +32,7 @@ from edgekit.targets import get_target
 from edgekit.toolchain import edgekit_version, versions
 from edgekit.training import load_state, read_weights
 from edgekit.transforms.reparam import NORM_TYPES, fold_norms
+from edgekit.transforms.streaming import streaming_spec
 from edgekit.types import PRECISIONS, ExportOptions, ExportResult, LoweredGraph, QualityGate, Tolerance, jsonable
 from edgekit.validate import compare, judge_quantized, make_inputs
 
@@ -109,6 +111,8 @@ def export(
     calib: str | Path | None = None,
     calib_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     quality: QualityGate | None = None,
+    streaming: bool = False,
+    chunk: int = 1,
 ) -> ExportResult:
     """Export ``model`` to a verified bundle directory and return its result.
 
@@ -119,16 +123,26 @@ def export(
     ``precision="int8"`` quantizes statically with ``calib`` (a .npy / .npz file or folder; default: the
     model's own dataset) and judges the bundle by ``quality`` (held-out accuracy or top-1 agreement)
     instead of the float tolerance; ``"int8-dynamic"`` quantizes weights only.
+
+    ``streaming=True`` exports the model's streaming form instead: one graph that takes ``chunk`` frames plus
+    the whole state and returns the predictions so far plus the new state (layout in ``extras.stream``),
+    verified by streaming sequences through the bundle against the whole-sequence PyTorch model.
     """
     options = resolve_options(target, format, delegate, allow_mismatch, samples, tolerance, precision, quality)
     notify = on_stage or (lambda _msg: None)
     notify("building the model")
     spec = prepare_model(model, weights, **(config or {}))
+    whole, layout = spec, None
+    if streaming:
+        if options.quantized:
+            raise UnsupportedOptionError("--streaming with precision", options.precision, ["fp32"])
+        notify("making the streaming state explicit")
+        spec, layout = streaming_spec(spec, chunk)
     if options.precision == "int8":
         notify("reading calibration data")
         calibration = load_calibration(spec.input_specs, calib, spec.dataset, calib_samples, options.seed)
         options = replace(options, calibration=calibration)
-    label = options.target or options.format
+    label = (options.target or options.format) + ("-stream" if streaming else "")
     destination = Path(out_dir) if out_dir else Path(f"{spec.name}-{label}")
     check_replaceable(destination, MANIFEST_NAME, "an edgekit bundle")
     staging = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
@@ -153,10 +167,15 @@ def export(
             calibration = options.calibration.to_json() if options.calibration else None
             manifest["quantization"] = {"precision": options.precision, **lowered.quantization,
                                         "calibration": calibration}  # fmt: skip
+        if layout is not None:
+            manifest["extras"]["stream"] = layout.to_json()
         write_manifest(staging, manifest)
         notify(f"verifying with {fmt.runtime_class().name}")
-        check = _validate_quantized if options.quantized else _validate
-        validation = check(spec, staging, options)
+        if layout is not None:
+            validation = validate_stream(whole, staging, options)
+        else:
+            check = _validate_quantized if options.quantized else _validate
+            validation = check(spec, staging, options)
         manifest["validation"] = validation.to_json()
         manifest["export"]["seconds"] = round(time.perf_counter() - start, 3)
         write_manifest(staging, manifest)

@@ -93,6 +93,8 @@ class ModelEntry:
     family: str
     factory: Callable[..., ModelSpec]
     description: str
+    # has a streaming form (``module.stream_step``): exportable with --streaming
+    streams: bool = False
 
     def defaults(self) -> dict[str, Any]:
         return {
@@ -134,12 +136,12 @@ def _check_type(model: str, key: str, value: Any, default: Any) -> None:
 MODELS: Registry[ModelEntry] = Registry("model")
 
 
-def register_model(name: str, family: str, description: str = "") -> Callable:
+def register_model(name: str, family: str, description: str = "", streams: bool = False) -> Callable:
     """Register ``factory(**config) -> ModelSpec`` under ``name``; keyword defaults are the config."""
 
     def wrap(factory: Callable[..., ModelSpec]) -> Callable[..., ModelSpec]:
         doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
-        MODELS.add(name, ModelEntry(name, family, factory, doc))
+        MODELS.add(name, ModelEntry(name, family, factory, doc, streams))
         return factory
 
     return wrap

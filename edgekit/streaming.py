@@ -1,0 +1,176 @@
+"""Run a streaming bundle one frame (or chunk) at a time: ``StreamSession(bundle).push(frame)``.
+
+A streaming graph takes the new frames plus every piece of state (LMU memories, conv ring buffers, LIF
+membrane potentials, the running sum of the head's outputs) and returns the prediction so far plus the
+new state. The manifest's ``extras.stream`` records that layout; the session keeps the state between
+calls, starting from zeros. Numpy only: this runs where torch is not installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit import runtimes
+from edgekit.bundle import Bundle, read_bundle
+from edgekit.errors import BundleError, InputError
+
+
+@dataclass(frozen=True)
+class StateSlot:
+    """One piece of streaming state: graph input ``name`` and its successor, graph output ``output``."""
+
+    name: str
+    shape: tuple[int, ...]
+    kind: str  # lmu_memory, conv_buffer, lif_membrane, running_sum, frame_count
+
+    @property
+    def output(self) -> str:
+        return self.name + "_out"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "output": self.output, "shape": list(self.shape), "kind": self.kind}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StateSlot:
+        slot = cls(str(data["name"]), tuple(int(d) for d in data["shape"]), str(data["kind"]))
+        if data.get("output", slot.output) != slot.output:
+            raise ValueError(f"state {slot.name!r} names its output {data['output']!r}, expected {slot.output!r}")
+        return slot
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    """What a streaming graph reads and writes besides its weights (``extras.stream`` in the manifest)."""
+
+    frames_input: str
+    chunk: int  # frames per call
+    features: int  # values per frame
+    logits_output: str
+    spikes_output: str | None  # spiking models: every LIF neuron's spikes of the chunk, (1, neurons, chunk)
+    state: tuple[StateSlot, ...]
+    sequence_length: int  # the length the model was built (and trained) for; a stream may run longer
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "frames_input": self.frames_input,
+            "chunk": self.chunk,
+            "features": self.features,
+            "logits_output": self.logits_output,
+            "spikes_output": self.spikes_output,
+            "sequence_length": self.sequence_length,
+            "initial_state": "zeros",
+            "state": [s.to_json() for s in self.state],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StreamLayout:
+        return cls(
+            frames_input=str(data["frames_input"]),
+            chunk=int(data["chunk"]),
+            features=int(data["features"]),
+            logits_output=str(data["logits_output"]),
+            spikes_output=data.get("spikes_output"),
+            state=tuple(StateSlot.from_json(s) for s in data["state"]),
+            sequence_length=int(data["sequence_length"]),
+        )
+
+
+class StreamSession:
+    """Feed frames to a streaming bundle and read the running prediction after each one.
+
+    >>> with StreamSession("lmuformer_spiking-pte-stream") as stream:
+    ...     for frame in sequence:             # (features,) each
+    ...         logits = stream.push(frame)    # (chunk, classes): the prediction after each new frame
+    """
+
+    def __init__(self, bundle: str | Path | Bundle, threads: int | None = None):
+        self.bundle = bundle if isinstance(bundle, Bundle) else read_bundle(bundle)
+        stream = self.bundle.manifest.get("extras", {}).get("stream")
+        if not stream:
+            raise BundleError(
+                f"{self.bundle.path} is not a streaming bundle (no extras.stream in its manifest); "
+                "export it with `edgekit export MODEL --streaming`"
+            )
+        try:
+            self.layout = StreamLayout.from_json(stream)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{self.bundle.path}: malformed stream layout in the manifest ({exc})") from None
+        self.runtime = runtimes.load(self.bundle, threads=threads)
+        _check_layout(self.layout, self.runtime, self.bundle.path)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the initial state (all zeros): the next frame starts a new sequence."""
+        self._state = {s.name: np.zeros(s.shape, dtype=np.float32) for s in self.layout.state}
+        self.frames_seen = 0
+        self.last_spikes: np.ndarray | None = None
+
+    def push(self, frames: np.ndarray) -> np.ndarray:
+        """Advance by one chunk: ``frames`` shaped (features,), (chunk, features) or (1, chunk, features).
+
+        Returns the prediction after each of the chunk's frames, (chunk, classes).
+        """
+        chunk, features = self.layout.chunk, self.layout.features
+        array = np.asarray(frames)
+        if array.size != chunk * features or array.ndim > 3:
+            raise InputError(
+                f"a push takes {chunk} frame(s) of {features} value(s) ({chunk * features} numbers), got shape "
+                f"{list(array.shape)}"
+            )
+        if not np.issubdtype(array.dtype, np.floating):
+            raise InputError(f"frames must be floating point, got {array.dtype}")
+        inputs = {self.layout.frames_input: array.astype(np.float32).reshape(1, chunk, features), **self._state}
+        outputs = self.runtime.run(inputs)
+        self._state = {s.name: outputs[s.output] for s in self.layout.state}
+        self.frames_seen += chunk
+        if self.layout.spikes_output:
+            self.last_spikes = outputs[self.layout.spikes_output][0]
+        return outputs[self.layout.logits_output][0]
+
+    def run(self, sequence: np.ndarray) -> np.ndarray:
+        """Push a whole (T, features) sequence chunk by chunk from the current state: (T, classes)."""
+        sequence = np.asarray(sequence)
+        if sequence.ndim == 3 and sequence.shape[0] == 1:
+            sequence = sequence[0]
+        if sequence.ndim != 2 or sequence.shape[1] != self.layout.features:
+            raise InputError(f"a sequence is (frames, {self.layout.features}); got shape {list(sequence.shape)}")
+        if len(sequence) % self.layout.chunk:
+            raise InputError(
+                f"{len(sequence)} frames do not split into chunks of {self.layout.chunk}; pad or trim the sequence"
+            )
+        chunk = self.layout.chunk
+        return np.concatenate([self.push(sequence[i : i + chunk]) for i in range(0, len(sequence), chunk)])
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def __enter__(self) -> StreamSession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _check_layout(layout: StreamLayout, runtime: runtimes.Runtime, where: Path) -> None:
+    """The manifest's state layout must be exactly the graph's extra inputs and outputs."""
+    inputs = {s.name: s for s in runtime.input_specs}
+    outputs = {s.name: s for s in runtime.output_specs}
+    expected_inputs = {layout.frames_input, *(s.name for s in layout.state)}
+    problems = []
+    if set(inputs) != expected_inputs:
+        problems.append(f"graph inputs {sorted(inputs)} != layout {sorted(expected_inputs)}")
+    for slot in layout.state:
+        for name, table in ((slot.name, inputs), (slot.output, outputs)):
+            if name in table and table[name].shape != slot.shape:
+                problems.append(f"{name} is {list(table[name].shape)} in the graph, {list(slot.shape)} in the layout")
+            elif name not in table and table is outputs:
+                problems.append(f"the graph has no output {name}")
+    frames = inputs.get(layout.frames_input)
+    if frames is not None and frames.shape != (1, layout.chunk, layout.features):
+        problems.append(f"{layout.frames_input} is {list(frames.shape)}, layout says chunk {layout.chunk}")
+    if problems:
+        raise BundleError(f"{where}: the stream state layout and the graph disagree: {problems[0]}; re-export it")
