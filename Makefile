@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/python examples/formats/run.py
 	$(BIN)/python examples/split/run.py
+	$(BIN)/python examples/streaming/run.py
 
 # Default suite: everything but the slow and netns markers (includes the torch-free runtime environment).
 test: setup

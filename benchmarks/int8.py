@@ -14,17 +14,15 @@ Exports keep disagreeing bundles (allow_mismatch) so that a failed gate is a row
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 from pathlib import Path
 
 import torch
+from parts import run_parts
 from rich.console import Console
 from rich.table import Table
 
 from edgekit import runtimes
-from edgekit._native import quiet_toolchain_logs
 from edgekit.data import load_dataset
 from edgekit.evaluation import evaluate_bundle
 from edgekit.exporters.pipeline import export, prepare_model
@@ -187,23 +185,7 @@ PARTS = {"accuracy": accuracy_part, "attention": attention_part, "latency": late
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="build/bench-int8")
-    parser.add_argument("--parts", default="accuracy,attention,latency", help=f"comma-separated: {', '.join(PARTS)}")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--json", help="write every row as JSON")
-    args = parser.parse_args()
-    quiet_toolchain_logs()
-    console = Console(width=200)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, list] = {}
-    for part in args.parts.split(","):
-        rows[part] = []
-        console.print(PARTS[part](out, args.rounds, args.runs, console, rows[part]))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+    run_parts(__doc__.splitlines()[0], PARTS, "build/bench-int8", default_runs=20)
 
 
 if __name__ == "__main__":

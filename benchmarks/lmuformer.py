@@ -7,26 +7,29 @@
               (45 nm figures: 4.6 pJ a MAC, 0.9 pJ an AC), and the paper's Speech Commands layout for scale.
 2. realtime — accuracy when the prediction is read after the first k% of the frames, in PyTorch and, for the
               streaming bundles, from the frames actually pushed through ONNX Runtime.
-3. latency  — whole-sequence bundles (ms a sequence) and streaming bundles (ms a frame) per format against
+3. agreement — every held-out digit streamed frame by frame through each format's streaming bundle against the
+              whole-sequence PyTorch model: worst per-frame prediction error, and for the spiking model how many
+              sequences have identical spike trains and how many flip a neuron within 1e-4 of its threshold.
+4. latency  — whole-sequence bundles (ms a sequence) and streaming bundles (ms a frame) per format against
               eager PyTorch on the same inputs; medians of interleaved rounds.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 import torch
+from parts import run_parts
 from rich.console import Console
 from rich.table import Table
 
 from edgekit import runtimes
-from edgekit._native import quiet_toolchain_logs
 from edgekit.data import load_dataset
 from edgekit.evaluation import REALTIME_FRACTIONS, bundle_step_predictions, model_step_predictions, realtime_accuracy
 from edgekit.exporters.pipeline import export, prepare_model
+from edgekit.exporters.verify_stream import reference_steps, stream_sequence
 from edgekit.formats import FORMATS
 from edgekit.models import create_model
 from edgekit.models.lmuformer import StreamState
@@ -35,6 +38,7 @@ from edgekit.profiling.latency import measure
 from edgekit.streaming import StreamSession
 from edgekit.training import save_weights, train_classifier
 from edgekit.transforms.streaming import streaming_spec
+from edgekit.validate import compare_spikes
 
 MODELS = ("lmuformer", "lmuformer_spiking")
 EPOCHS = 30
@@ -55,7 +59,7 @@ def train(model: str, out: Path, console: Console) -> tuple[Path, float]:
 
 def train_part(out: Path, rounds: int, runs: int, console: Console, rows: list) -> Table:
     table = Table(title=f"LMUFormer on digits (16 frames x 4 pixels, {EPOCHS} epochs, 359 held-out)")
-    for col in ("model", "params", "accuracy", "GFLOP/seq whole graph", "MFLOP/seq streaming", "MACs/seq",
+    for col in ("model", "params", "accuracy", "MFLOP/seq whole graph", "MFLOP/seq streaming", "MACs/seq",
                 "ACs/seq", "spike rate", "synaptic energy uJ/seq"):  # fmt: skip
         table.add_column(col, justify="right")
     split = load_dataset("digits", (1, 16, 4))
@@ -74,7 +78,7 @@ def train_part(out: Path, rounds: int, runs: int, console: Console, rows: list) 
             "energy_uj": ops.energy_uj(),
         }  # fmt: skip
         rows.append(row)
-        table.add_row(model, f"{row['parameters']:,}", f"{accuracy:.2%}", f"{row['flops_whole'] / 1e9:.4f}",
+        table.add_row(model, f"{row['parameters']:,}", f"{accuracy:.2%}", f"{row['flops_whole'] / 1e6:.3f}",
                       f"{row['flops_streaming'] / 1e6:.3f}", f"{ops.macs:,.0f}", f"{ops.acs:,.0f}",
                       "-" if rate is None else f"{rate:.3f}", f"{row['energy_uj']:.3f}")  # fmt: skip
     for model in MODELS:
@@ -105,6 +109,47 @@ def realtime_part(out: Path, rounds: int, runs: int, console: Console, rows: lis
         table.add_row(f"{fraction:.0%}", str(readings[0].frames), *(f"{r.accuracy:.2%}" for r in readings))
         rows.append({"fraction": fraction, "frames": readings[0].frames,
                      **{name: column[i].accuracy for name, column in columns.items()}})  # fmt: skip
+    return table
+
+
+def agreement_part(out: Path, rounds: int, runs: int, console: Console, rows: list) -> Table:
+    split = load_dataset("digits", (1, 16, 4))
+    table = Table(
+        title=f"Streaming bundles vs the whole-sequence model, {len(split.x_test)} held-out digits x 16 frames"
+    )
+    for col in ("model", "format", "max abs err (every frame)", "spike trains identical", "near-threshold flips",
+                "unexplained flips", "neuron-frames compared"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for model in MODELS:
+        weights, _ = train(model, out, console)
+        whole = prepare_model(model, weights)
+        for fmt in FORMATS.names():
+            with console.status(f"{model}: streaming export ({fmt})"):
+                bundle = export(
+                    model, format=fmt, weights=weights, streaming=True, out_dir=out / f"{model}-{fmt}-stream"
+                )
+            worst, identical, near, unexplained, compared = 0.0, 0, 0, 0, 0
+            with StreamSession(bundle.bundle_dir) as session:
+                for sequence in split.x_test:
+                    want, want_spikes, potentials = reference_steps(whole, sequence[None])
+                    got, got_spikes = stream_sequence(session, sequence[None])
+                    steps = len(want)
+                    if want_spikes is not None:
+                        agreement = compare_spikes(want_spikes, got_spikes, potentials, 1.0, 1e-4)
+                        steps = agreement.compared_steps
+                        identical += agreement.flipped == 0
+                        near += agreement.flipped > 0 and agreement.near_threshold
+                        unexplained += not agreement.explained
+                        compared += want_spikes.shape[0] * steps
+                    worst = max(worst, float(np.abs(want[:steps] - got[:steps]).max(initial=0.0)))
+            spiking = model == "lmuformer_spiking"
+            rows.append({
+                "model": model, "format": fmt, "max_abs_err": worst, "identical": identical if spiking else None,
+                "near_threshold_flips": near, "unexplained_flips": unexplained, "neuron_frames": compared,
+            })  # fmt: skip
+            table.add_row(model, fmt, f"{worst:.2e}", f"{identical}/{len(split.x_test)}" if spiking else "-",
+                          str(near) if spiking else "-", str(unexplained) if spiking else "-",
+                          f"{compared:,}" if spiking else "-")  # fmt: skip
     return table
 
 
@@ -170,27 +215,11 @@ def latency_part(out: Path, rounds: int, runs: int, console: Console, rows: list
     return table
 
 
-PARTS = {"train": train_part, "realtime": realtime_part, "latency": latency_part}
+PARTS = {"train": train_part, "realtime": realtime_part, "agreement": agreement_part, "latency": latency_part}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="build/bench-lmuformer")
-    parser.add_argument("--parts", default="train,realtime,latency", help=f"comma-separated: {', '.join(PARTS)}")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--json", help="write every row as JSON")
-    args = parser.parse_args()
-    quiet_toolchain_logs()
-    console = Console(width=200)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, list] = {}
-    for part in args.parts.split(","):
-        rows[part] = []
-        console.print(PARTS[part](out, args.rounds, args.runs, console, rows[part]))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+    run_parts(__doc__.splitlines()[0], PARTS, "build/bench-lmuformer", default_runs=50)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ _LAZY = {
     "plan_split": "edgekit.splitter.edvit:plan_split",
     "SplitCoordinator": "edgekit.splitter.coordinator:SplitCoordinator",
     "load_plan": "edgekit.splitter.plan:load_plan",
+    "StreamSession": "edgekit.streaming:StreamSession",  # numpy only, lazy to keep `import edgekit` light
 }
 
 __all__ = [

@@ -125,7 +125,8 @@ def models(pattern: str) -> None:
         entry = MODELS.get(name)
         spec = entry.build()
         shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in spec.input_specs)
-        table.add_row(name, entry.family, _count(spec.parameters), shapes, entry.description)
+        streams = " Streams: export with --streaming." if entry.streams else ""
+        table.add_row(name, entry.family, _count(spec.parameters), shapes, entry.description + streams)
     out.print(table)
 
 

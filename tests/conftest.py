@@ -73,3 +73,11 @@ def bundles(tmp_path_factory) -> BundleCache:
 @pytest.fixture(scope="session")
 def tiny_configs() -> dict[str, dict[str, Any]]:
     return TINY_CONFIGS
+
+
+@pytest.fixture(scope="session")
+def lmu(tmp_path_factory):
+    """Trained tiny LMUFormers and their (streaming) bundles, shared by tests/lmuformer and the torch-free tests."""
+    from tests.lmuformer.bundles import LmuBundles
+
+    return LmuBundles(tmp_path_factory.mktemp("lmu"))

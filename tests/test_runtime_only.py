@@ -122,3 +122,21 @@ def test_profile_runs_without_torch(runtime_env, bundles, tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert len(data["samples_ms"]) == 30 and data["energy"]["source"] in ("estimate", "rapl", "hwmon", "pi5-pmic")
+
+
+@pytest.mark.parametrize("fmt, backend", [("onnx", None), ("tflite", "tflite_runtime")])
+def test_streaming_bundle_streams_without_torch(runtime_env, lmu, tmp_path, fmt, backend):
+    # `edgekit stream` on a device: tflite-runtime 2.14 / ONNX Runtime, numpy<2, no torch
+    from edgekit.data import load_dataset
+    from edgekit.streaming import StreamSession
+
+    bundle = lmu.path("lmuformer_spiking", fmt)
+    sequence = load_dataset("digits", (1, 16, 4)).x_test[3]
+    np.save(tmp_path / "seq.npy", sequence)
+    proc = _run(runtime_env, "-m", "edgekit.cli", "stream", str(bundle), "-i", str(tmp_path / "seq.npy"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    calls = [json.loads(line) for line in proc.stdout.splitlines()]
+    with StreamSession(bundle) as session:
+        want = session.run(sequence)
+    assert len(calls) == 16
+    assert [c["prediction"] for c in calls] == [str(int(row.argmax())) for row in want]

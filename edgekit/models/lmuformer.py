@@ -240,37 +240,41 @@ class LMUFormer(nn.Module):
         return out[0]
 
 
-def _lmuformer(
-    name: str,
-    spiking: bool,
-    in_features: int,
-    seq_len: int,
-    dim: int,
-    order: int,
-    theta: float,
-    depth: int,
-    num_classes: int,
-    mlp_ratio: int,
-    lmu_form: str,
-) -> ModelSpec:
-    module = LMUFormer(in_features, seq_len, dim, order, theta or seq_len, depth, num_classes, mlp_ratio, spiking,
-                       lmu_form)  # fmt: skip
-    _nontrivial_norm_statistics(module)
-    config = {
-        "in_features": in_features, "seq_len": seq_len, "dim": dim, "order": order, "theta": theta,
-        "depth": depth, "num_classes": num_classes, "mlp_ratio": mlp_ratio, "lmu_form": lmu_form,
-    }  # fmt: skip
-    return ModelSpec(
-        name=name,
-        family="lmuformer",
-        module=module,
-        example_inputs=(torch.randn(1, seq_len, in_features),),
-        input_names=("frames",),
-        output_names=("logits",),
-        config=config,
-        class_names=tuple(str(i) for i in range(num_classes)) if num_classes == 10 else None,
-        dataset="digits" if seq_len * in_features == 64 and num_classes == 10 else None,
-    )
+def _register(name: str, spiking: bool, description: str) -> None:
+    """One factory signature (its keyword defaults are the config) for both variants."""
+
+    def factory(
+        in_features: int = 4,
+        seq_len: int = 16,
+        dim: int = 64,
+        order: int = 32,
+        theta: float = 0.0,
+        depth: int = 1,
+        num_classes: int = 10,
+        mlp_ratio: int = 2,
+        lmu_form: str = "auto",
+    ) -> ModelSpec:
+        config = {
+            "in_features": in_features, "seq_len": seq_len, "dim": dim, "order": order, "theta": theta,
+            "depth": depth, "num_classes": num_classes, "mlp_ratio": mlp_ratio, "lmu_form": lmu_form,
+        }  # fmt: skip
+        # theta: the memory's window in frames (0: the sequence length)
+        module = LMUFormer(in_features, seq_len, dim, order, theta or seq_len, depth, num_classes, mlp_ratio,
+                           spiking, lmu_form)  # fmt: skip
+        _nontrivial_norm_statistics(module)
+        return ModelSpec(
+            name=name,
+            family="lmuformer",
+            module=module,
+            example_inputs=(torch.randn(1, seq_len, in_features),),
+            input_names=("frames",),
+            output_names=("logits",),
+            config=config,
+            class_names=tuple(str(i) for i in range(num_classes)) if num_classes == 10 else None,
+            dataset="digits" if seq_len * in_features == 64 and num_classes == 10 else None,
+        )
+
+    register_model(name, family="lmuformer", description=description, streams=True)(factory)
 
 
 def _nontrivial_norm_statistics(module: nn.Module) -> None:
@@ -282,38 +286,7 @@ def _nontrivial_norm_statistics(module: nn.Module) -> None:
             m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
 
 
-@register_model("lmuformer", family="lmuformer", streams=True)
-def lmuformer(
-    in_features: int = 4,
-    seq_len: int = 16,
-    dim: int = 64,
-    order: int = 32,
-    theta: float = 0.0,
-    depth: int = 1,
-    num_classes: int = 10,
-    mlp_ratio: int = 2,
-    lmu_form: str = "auto",
-) -> ModelSpec:
-    """LMUFormer: causal conv embedding, Legendre-memory token mixer, per-frame head averaged over time.
-
-    ``theta`` is the memory's window in frames (0: the sequence length).
-    """
-    return _lmuformer("lmuformer", False, in_features, seq_len, dim, order, theta, depth, num_classes, mlp_ratio,
-                      lmu_form)  # fmt: skip
-
-
-@register_model("lmuformer_spiking", family="lmuformer", streams=True)
-def lmuformer_spiking(
-    in_features: int = 4,
-    seq_len: int = 16,
-    dim: int = 64,
-    order: int = 32,
-    theta: float = 0.0,
-    depth: int = 1,
-    num_classes: int = 10,
-    mlp_ratio: int = 2,
-    lmu_form: str = "auto",
-) -> ModelSpec:
-    """Spiking LMUFormer: LIF neurons (tau 2, threshold 1, hard reset) on the time axis, surrogate-gradient trained."""
-    return _lmuformer("lmuformer_spiking", True, in_features, seq_len, dim, order, theta, depth, num_classes,
-                      mlp_ratio, lmu_form)  # fmt: skip
+_register("lmuformer", False, "LMUFormer: causal conv embedding, Legendre-memory token mixer, per-frame head "
+          "averaged over time")  # fmt: skip
+_register("lmuformer_spiking", True, "Spiking LMUFormer: LIF neurons (tau 2, threshold 1, hard reset) on the time "
+          "axis, surrogate-gradient trained")  # fmt: skip

@@ -43,3 +43,15 @@ def test_stream_errors_are_one_line(lmu, bundles, tmp_path):
     assert_user_error(invoke("stream", str(bundles.path("cnn_small", "onnx")), "--input", str(seq)),
                       "not a streaming bundle")  # fmt: skip
     assert_user_error(invoke("export", "cnn_small", "--streaming", "-o", str(tmp_path / "x")), "lmuformer")
+
+
+def test_train_and_evaluate_through_the_cli(tmp_path):
+    weights = tmp_path / "lmu.pt"
+    settings = ["--set", "dim=16", "--set", "order=8"]
+    result = invoke("train", "lmuformer_spiking", "--epochs", "1", "-o", str(weights), *settings)
+    assert result.exit_code == 0, result.output
+    assert "held-out accuracy" in result.output and weights.is_file()
+    result = invoke("eval", "lmuformer_spiking", "--weights", str(weights))
+    assert result.exit_code == 0 and "359 held-out" in result.output
+    listing = invoke("models", "lmu*")
+    assert listing.exit_code == 0 and listing.output.count("--streaming") == 2

@@ -10,7 +10,7 @@ from edgekit.models import create_model
 from edgekit.models.lmu import FORMS, LMUMemory, discretize_zoh, legendre_system
 from edgekit.models.lmuformer import StreamState
 from edgekit.models.spiking import LIF, recording, synaptic_operations
-from tests.lmuformer.conftest import TRAINED
+from tests.lmuformer.bundles import TRAINED
 
 MODELS = ("lmuformer", "lmuformer_spiking")
 

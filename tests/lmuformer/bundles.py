@@ -1,12 +1,11 @@
-"""Tiny LMUFormers trained briefly on digits (so that the spiking one fires) and their streaming bundles,
-built once per session: a streaming export lowers and then streams every validation sequence frame by frame."""
+"""Tiny LMUFormers trained briefly on digits (so that the spiking one fires) and their streaming bundles, built
+once per session by the ``lmu`` fixture in tests/conftest.py: a streaming export lowers and then streams every
+validation sequence frame by frame."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 # 16 frames of 4 pixels (each digit row in two halves); small enough to train in seconds.
 TRAINED: dict[str, Any] = {"dim": 16, "order": 8, "depth": 1, "mlp_ratio": 2}
@@ -49,8 +48,3 @@ class LmuBundles:
 
     def path(self, model: str, fmt: str, **kwargs: Any) -> Path:
         return Path(self.get(model, fmt, **kwargs).bundle_dir)
-
-
-@pytest.fixture(scope="session")
-def lmu(tmp_path_factory) -> LmuBundles:
-    return LmuBundles(tmp_path_factory.mktemp("lmu"))
