@@ -32,8 +32,8 @@ from edgekit.exporters.pipeline import export, prepare_model
 from edgekit.exporters.verify_stream import reference_steps, stream_sequence
 from edgekit.formats import FORMATS
 from edgekit.models import create_model
-from edgekit.models.lmuformer import StreamState
 from edgekit.models.spiking import recording, synaptic_operations
+from edgekit.models.state import StreamState
 from edgekit.profiling.latency import measure
 from edgekit.streaming import StreamSession
 from edgekit.training import save_weights, train_classifier

@@ -10,12 +10,10 @@ weights run a whole sequence at once or one frame (or chunk) at a time with the 
 The spiking variant replaces the activations with LIF neurons (after the embedding's norms, on u, on
 BN(m), on h, before the channel mixer and before the head); residual sums stay real. Spikes feed every
 weight layer except the first embedding conv and the memory's own recurrence, which is what makes them
-accumulate-only on neuromorphic hardware (see :func:`edgekit.models.spiking.count_operations`).
+accumulate-only on neuromorphic hardware (see :func:`edgekit.models.spiking.synaptic_operations`).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -24,32 +22,7 @@ from torch import nn
 from edgekit.models.lmu import LMUMemory
 from edgekit.models.spec import ModelSpec, register_model
 from edgekit.models.spiking import LIF
-from edgekit.streaming import StateSlot
-
-
-@dataclass
-class StreamState:
-    """The state tensors one streaming call reads and writes, in a fixed order.
-
-    ``inputs=None`` starts from zeros (and doubles as the way to discover the layout). ``take`` hands out
-    the next input, ``put`` records its successor; modules call them in the same order every call.
-    """
-
-    inputs: list[torch.Tensor] | None = None
-    batch: int = 1
-    slots: list[StateSlot] = field(default_factory=list)
-    outputs: list[torch.Tensor] = field(default_factory=list)
-    spikes: list[torch.Tensor] = field(default_factory=list)
-
-    def take(self, name: str, kind: str, *shape: int) -> torch.Tensor:
-        slot = StateSlot(name.replace(".", "_"), (self.batch, *shape), kind)
-        self.slots.append(slot)
-        if self.inputs is None:
-            return torch.zeros(slot.shape)
-        return self.inputs[len(self.slots) - 1]
-
-    def put(self, value: torch.Tensor) -> None:
-        self.outputs.append(value)
+from edgekit.models.state import StreamState
 
 
 class Neuron(nn.Module):

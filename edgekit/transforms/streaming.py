@@ -2,7 +2,7 @@
 
 A model streams when its module has ``stream_step(frames, state) -> predictions`` that reads every piece of
 state through ``state.take(...)`` and hands its successor to ``state.put(...)`` (see
-:class:`edgekit.models.lmuformer.StreamState`). One call from zeros discovers the layout; the wrapper then
+:class:`edgekit.models.state.StreamState`). One call from zeros discovers the layout; the wrapper then
 gives each state tensor its own graph input and output, in that order, so that every runtime sees plain
 tensors (the Stateful Conformer pattern: no hidden state inside the runtime, zeros to start).
 """
@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from edgekit.errors import ConfigError, UnsupportedOptionError
-from edgekit.models.lmuformer import StreamState
 from edgekit.models.spec import MODELS, ModelSpec
+from edgekit.models.state import StreamState
 from edgekit.streaming import StreamLayout
 
 FRAMES_INPUT = "frames"

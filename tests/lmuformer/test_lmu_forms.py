@@ -8,8 +8,8 @@ import torch
 
 from edgekit.models import create_model
 from edgekit.models.lmu import FORMS, LMUMemory, discretize_zoh, legendre_system
-from edgekit.models.lmuformer import StreamState
 from edgekit.models.spiking import LIF, recording, synaptic_operations
+from edgekit.models.state import StreamState
 from tests.lmuformer.bundles import TRAINED
 
 MODELS = ("lmuformer", "lmuformer_spiking")
