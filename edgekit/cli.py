@@ -290,6 +290,8 @@ def _render_export(result) -> None:
     if "total" in fold:
         detail = ", ".join(f"{k} x{n}" for k, n in fold["folded"].items()) or "none present"
         table.add_row("norms folded", f"{fold['total']} ({detail}); {transforms.get('norms_left', 0)} left")
+    if len(m["graphs"]) > 1:
+        table.add_row("graphs", ", ".join(g["name"] for g in m["graphs"]))
     stream = m.get("extras", {}).get("stream")
     if stream:
         table.add_row("streaming", f"{stream['chunk']} frame(s) of {stream['features']} per call, "
@@ -579,10 +581,11 @@ def _yes(ok: bool) -> str:
 
 
 def _register_split_commands() -> None:
+    from edgekit.cli_generate import generate
     from edgekit.cli_split import COMMANDS
     from edgekit.cli_stream import stream
 
-    for command in (*COMMANDS, stream):
+    for command in (*COMMANDS, stream, generate):
         cli.add_command(command)
 
 

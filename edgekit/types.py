@@ -218,9 +218,9 @@ class ExportOptions:
 
 @dataclass(frozen=True)
 class LoweredGraph:
-    """What an exporter wrote for one graph, before validation."""
+    """What an exporter wrote, before validation: one graph, or several sharing a file (methods, signatures)."""
 
-    spec: GraphSpec
+    graphs: tuple[GraphSpec, ...]
     # Files the graph needs, relative to the bundle directory (a .onnx may bring a .onnx.data).
     files: tuple[str, ...]
     # Ops that run outside the delegate (op name -> count); None when the format has no delegate notion.

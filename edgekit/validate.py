@@ -77,6 +77,22 @@ def compare(
     )
 
 
+def merge_results(results: Sequence[tuple[str, ValidationResult]]) -> ValidationResult:
+    """One verdict for several graphs: all must pass; the worst error and cosine; outputs named graph/output."""
+    worst_name, worst = max(results, key=lambda r: r[1].max_abs_err - r[1].allowed_abs_err)
+    per_output = tuple({**o, "name": f"{name}/{o['name']}"} for name, r in results for o in r.per_output)
+    return ValidationResult(
+        passed=all(r.passed for _, r in results),
+        max_abs_err=worst.max_abs_err,
+        allowed_abs_err=worst.allowed_abs_err,
+        cosine=min(r.cosine for _, r in results),
+        top1_agreement=None,
+        samples=min(r.samples for _, r in results),
+        tolerance=worst.tolerance,
+        per_output=per_output,
+    )
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.ravel(), b.ravel()
     denom = float(np.linalg.norm(a) * np.linalg.norm(b))

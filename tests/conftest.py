@@ -16,6 +16,21 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "vit_tiny": {"img_size": 32, "patch_size": 8, "dim": 32, "depth": 2, "heads": 2, "num_classes": 10},
     "vit_digits": {"depth": 2},
     "cnn_small": {"widths": [8, 16]},
+    **{
+        f"seq2seq_{size}": {
+            "d_model": 32,
+            "encoder_layers": 1,
+            "decoder_layers": 2,
+            "heads": 4,
+            "kv_heads": 2,
+            "head_dim": 8,
+            "ffn_dim": 64,
+            "max_source": 8,
+            "max_target": 8,
+            "vocab_size": 264,
+        }
+        for size in ("tiny", "30m", "330m")
+    },  # fmt: skip
     # 8 frames: the spiking whole-sequence graph unrolls every LIF over time, and XNNPACK lowering grows with it
     **{name: {"dim": 16, "order": 8, "seq_len": 8, "in_features": 8} for name in ("lmuformer", "lmuformer_spiking")},
     **{
@@ -81,3 +96,11 @@ def lmu(tmp_path_factory):
     from tests.lmuformer.bundles import LmuBundles
 
     return LmuBundles(tmp_path_factory.mktemp("lmu"))
+
+
+@pytest.fixture(scope="session")
+def seq2seq(tmp_path_factory):
+    """A briefly trained tiny encoder-decoder and its bundles in every format."""
+    from tests.generation.bundles import Seq2SeqBundles
+
+    return Seq2SeqBundles(tmp_path_factory.mktemp("seq2seq"))

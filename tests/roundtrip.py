@@ -21,15 +21,16 @@ def assert_roundtrip(bundle_dir, model: str, config: dict, seed: int = 1234, wei
     for key in ("max_abs_err", "cosine", "top1_agreement", "tolerance"):
         assert key in manifest["validation"]
     spec = prepare_model(model, weights, **config)
-    inputs = make_inputs(spec.input_specs, 3, seed=seed)
-    reference = []
-    for sample in inputs:
-        outputs = run_module(spec.module, tuple(torch.from_numpy(sample[n]) for n in spec.input_names))
-        reference.append({n: o.numpy() for n, o in zip(spec.output_names, outputs, strict=False)})
-    with runtimes.load(bundle_dir) as runtime:
-        assert [s.name for s in runtime.input_specs] == list(spec.input_names)
-        candidate = [runtime.run(sample) for sample in inputs]
-    result = compare(reference, candidate, Tolerance())
-    assert result.passed, result.summary()
-    assert all(np.isfinite(c[n]).all() for c in candidate for n in c)
+    for graph in spec.graphs or (spec,):  # a multi-graph model: each graph against its own module
+        inputs = make_inputs(graph.input_specs, 3, seed=seed)
+        reference = []
+        for sample in inputs:
+            outputs = run_module(graph.module, tuple(torch.from_numpy(sample[n]) for n in graph.input_names))
+            reference.append({n: o.numpy() for n, o in zip(graph.output_names, outputs, strict=False)})
+        with runtimes.load(bundle_dir, graph=graph.name if spec.graphs else None) as runtime:
+            assert [s.name for s in runtime.input_specs] == list(graph.input_names)
+            candidate = [runtime.run(sample) for sample in inputs]
+        result = compare(reference, candidate, Tolerance(), classify=spec.task == "classification")
+        assert result.passed, result.summary()
+        assert all(np.isfinite(c[n]).all() for c in candidate for n in c)
     return manifest

@@ -161,7 +161,7 @@ def test_folding_is_exact_on_every_builtin_model(name):
     folded, report = fold_norms(module)
     assert report.traced, report.reason
     assert not any(isinstance(m, NORM_TYPES) for m in folded.modules())
-    x = torch.cat([spec.example_inputs[0]] * 3)
+    x = [torch.cat([t] * 3) for t in spec.example_inputs]
     with torch.no_grad():
-        want, got = module(x), folded(x)
+        want, got = module(*x), folded(*x)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))

@@ -29,6 +29,8 @@ class ExecuTorchExporter:
         from executorch.exir import to_edge_transform_and_lower
 
         partitioners = self._partitioners(options.delegate)
+        if spec.graphs:
+            return self._export_methods(spec, out_dir, partitioners)
         module, quantization = spec.module, None
         if options.quantized:
             module, quantization = self._quantize(spec, options)
@@ -42,7 +44,26 @@ class ExecuTorchExporter:
         filename = "model.pte"
         (out_dir / filename).write_bytes(buffer)
         graph = GraphSpec("forward", filename, spec.input_specs, spec.output_specs(), entry="forward")
-        return LoweredGraph(graph, (filename,), undelegated, quantization)
+        return LoweredGraph((graph,), (filename,), undelegated, quantization)
+
+    @staticmethod
+    def _export_methods(spec: ModelSpec, out_dir: Path, partitioners: list) -> LoweredGraph:
+        """Every SubGraph as a method of one program: one file, the weights they share stored once."""
+        from executorch.exir import to_edge_transform_and_lower
+
+        with stage("pte", f"tracing {len(spec.graphs)} graphs with torch.export"):
+            programs = {g.name: torch.export.export(g.module, g.example_inputs) for g in spec.graphs}
+        with stage("pte", "lowering every method"):
+            edge = to_edge_transform_and_lower(programs, partitioner=partitioners)
+            undelegated: Counter[str] = Counter()
+            for name in programs:
+                undelegated.update(undelegated_ops(edge.exported_program(name).graph_module))
+        with stage("pte", "serialising the ExecuTorch program"):
+            buffer = edge.to_executorch().buffer
+        filename = "model.pte"
+        (out_dir / filename).write_bytes(buffer)
+        graphs = tuple(GraphSpec(g.name, filename, g.input_specs, g.output_specs(), entry=g.name) for g in spec.graphs)
+        return LoweredGraph(graphs, (filename,), dict(sorted(undelegated.items())), None)
 
     @staticmethod
     def _quantize(spec: ModelSpec, options: ExportOptions) -> tuple[torch.nn.Module, dict]:

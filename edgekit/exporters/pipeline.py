@@ -27,14 +27,14 @@ from edgekit.errors import EdgekitError, UnsupportedOptionError, ValidationFaile
 from edgekit.exporters.verify_stream import validate_stream
 from edgekit.formats import get_format
 from edgekit.models import ModelSpec, resolve_model
-from edgekit.models.spec import run_module
+from edgekit.models.spec import SubGraph, run_module
 from edgekit.targets import get_target
 from edgekit.toolchain import edgekit_version, versions
 from edgekit.training import load_state, read_weights
 from edgekit.transforms.reparam import NORM_TYPES, fold_norms
 from edgekit.transforms.streaming import streaming_spec
 from edgekit.types import PRECISIONS, ExportOptions, ExportResult, LoweredGraph, QualityGate, Tolerance, jsonable
-from edgekit.validate import compare, judge_quantized, make_inputs
+from edgekit.validate import compare, judge_quantized, make_inputs, merge_results
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,8 @@ def export(
     notify("building the model")
     spec = prepare_model(model, weights, **(config or {}))
     whole, layout = spec, None
+    if spec.graphs and options.quantized:
+        raise UnsupportedOptionError(f"precision for {spec.name} (several graphs)", options.precision, ["fp32"])
     if streaming:
         if options.quantized:
             raise UnsupportedOptionError("--streaming with precision", options.precision, ["fp32"])
@@ -152,7 +154,12 @@ def export(
     try:
         fmt = get_format(options.format)
         to_lower, fold_report = spec, None
-        if fold:
+        if fold and spec.graphs:
+            notify("folding BatchNorm into neighbouring layers")
+            folded_graphs = [(g, fold_norms(g.module)) for g in spec.graphs]
+            to_lower = replace(spec, graphs=tuple(replace(g, module=m) for g, (m, _) in folded_graphs))
+            fold_report = folded_graphs[0][1][1]
+        elif fold:
             notify("folding BatchNorm into neighbouring layers")
             folded, fold_report = fold_norms(spec.module)
             to_lower = replace(spec, module=folded)
@@ -167,12 +174,15 @@ def export(
             calibration = options.calibration.to_json() if options.calibration else None
             manifest["quantization"] = {"precision": options.precision, **lowered.quantization,
                                         "calibration": calibration}  # fmt: skip
+        manifest["extras"].update(jsonable(spec.extras))
         if layout is not None:
             manifest["extras"]["stream"] = layout.to_json()
         write_manifest(staging, manifest)
         notify(f"verifying with {fmt.runtime_class().name}")
         if layout is not None:
             validation = validate_stream(whole, staging, options)
+        elif spec.graphs:
+            validation = _validate_graphs(spec, staging, options)
         else:
             check = _validate_quantized if options.quantized else _validate
             validation = check(spec, staging, options)
@@ -217,7 +227,7 @@ def _manifest(
         "target": options.target,
         "delegate": options.delegate,
         "precision": options.precision,
-        "graphs": [lowered.spec.to_json()],
+        "graphs": [g.to_json() for g in lowered.graphs],
         "files": describe_files(bundle_dir, list(lowered.files)),
         "validation": {"passed": False, "pending": True},
         "export": {
@@ -238,15 +248,28 @@ def _validate(spec: ModelSpec, bundle_dir: Path, options: ExportOptions):
     return compare(reference, candidate, options.tolerance, classify=spec.task == "classification")
 
 
-def _run_both(spec: ModelSpec, bundle_dir: Path, input_sets: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Named outputs of the PyTorch model and of the bundle's runtime, per input set."""
+def _run_both(
+    spec: ModelSpec | SubGraph, bundle_dir: Path, input_sets: list[dict], graph: str | None = None
+) -> tuple[list[dict], list[dict]]:
+    """Named outputs of the PyTorch model (or one of its graphs) and of the bundle's runtime, per input set."""
     reference = []
     for sample in input_sets:
         outputs = run_module(spec.module, tuple(torch.from_numpy(sample[n]) for n in spec.input_names))
         reference.append({n: o.numpy() for n, o in zip(spec.output_names, outputs, strict=False)})
-    with runtimes.load(bundle_dir) as runtime:
+    with runtimes.load(bundle_dir, graph=graph) as runtime:
         candidate = [runtime.run(sample) for sample in input_sets]
     return reference, candidate
+
+
+def _validate_graphs(spec: ModelSpec, bundle_dir: Path, options: ExportOptions):
+    """Each graph of a multi-graph bundle against its PyTorch module, on its example and random inputs."""
+    results = []
+    for g in spec.graphs:
+        input_sets = [{n: t.numpy() for n, t in zip(g.input_names, g.example_inputs, strict=True)}]
+        input_sets += make_inputs(g.input_specs, options.validation_samples - 1, seed=options.seed)
+        reference, candidate = _run_both(g, bundle_dir, input_sets, graph=g.name)
+        results.append((g.name, compare(reference, candidate, options.tolerance, classify=False)))
+    return merge_results(results)
 
 
 _QUANTIZED_HINT = (

@@ -25,6 +25,8 @@ class TFLiteExporter:
         import litert_torch
 
         filename = "model.tflite"
+        if spec.graphs:
+            return self._export_signatures(spec, out_dir / filename)
         module, kwargs, quantization = spec.module, {}, None
         if options.quantized:
             module, kwargs, quantization = self._quantize(spec, options)
@@ -33,7 +35,22 @@ class TFLiteExporter:
         with stage("tflite", "writing the flatbuffer"):
             converted.export(str(out_dir / filename))
         graph = GraphSpec("forward", filename, spec.input_specs, spec.output_specs(), entry=SIGNATURE)
-        return LoweredGraph(graph, (filename,), None, quantization)
+        return LoweredGraph((graph,), (filename,), None, quantization)
+
+    @staticmethod
+    def _export_signatures(spec: ModelSpec, path: Path) -> LoweredGraph:
+        """Every SubGraph as a signature of one flatbuffer (weights the graphs share are stored once)."""
+        import litert_torch
+
+        with stage("tflite", f"converting {len(spec.graphs)} signatures with litert-torch"):
+            builder = litert_torch
+            for g in spec.graphs:
+                builder = builder.signature(g.name, g.module, g.example_inputs)
+            converted = builder.convert()
+        with stage("tflite", "writing the flatbuffer"):
+            converted.export(str(path))
+        graphs = tuple(GraphSpec(g.name, path.name, g.input_specs, g.output_specs(), entry=g.name) for g in spec.graphs)
+        return LoweredGraph(graphs, (path.name,), None, None)
 
     @staticmethod
     def _quantize(spec: ModelSpec, options: ExportOptions) -> tuple[object, dict, dict]:

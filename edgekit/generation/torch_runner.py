@@ -33,6 +33,6 @@ class TorchSeq2SeqRunner:
     @torch.no_grad()
     def step(self, token: int, position: int) -> np.ndarray:
         tokens = torch.tensor([[token]], dtype=torch.int64)
-        logits, self._cache = self.model.decode_step(tokens, torch.tensor([position]), self._cache, self._cross,
+        logits, self._cache = self.model.decode_step(tokens, torch.tensor([float(position)]), self._cache, self._cross,
                                                      self._mask)  # fmt: skip
         return logits[0].numpy()

@@ -54,7 +54,7 @@ def greedy_batch(model: EncoderDecoder, pairs: list[tuple[str, str]], tok: ByteT
     outputs: list[list[int]] = [[] for _ in pairs]
     done = torch.zeros(len(pairs), dtype=torch.bool)
     for position in range(max_new):
-        logits, cache = model.decode_step(token, torch.tensor([position]), cache, cross, mask)
+        logits, cache = model.decode_step(token, torch.tensor([float(position)]), cache, cross, mask)
         token = logits.argmax(-1, keepdim=True)
         for i, t in enumerate(token[:, 0].tolist()):
             if not done[i]:

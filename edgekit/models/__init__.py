@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekit.models import cnn, lmuformer, slab, tinyvit, vit  # noqa: F401  (registration)
+from edgekit.models import cnn, lmuformer, seq2seq, slab, tinyvit, vit  # noqa: F401  (registration)
 from edgekit.models.spec import MODELS, ModelEntry, ModelSpec, register_model, run_module
 from edgekit.models.user import is_user_reference, load_user_model
 

@@ -68,18 +68,36 @@ class RMSNorm(nn.Module):
 
 
 def rotary(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables (T, head_dim) for float positions (T,), computed in the graph (no table lookup)."""
-    inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-    angles = positions.to(torch.float32).reshape(-1, 1) * inv_freq.reshape(1, -1)
-    angles = torch.cat([angles, angles], dim=-1)
+    """cos and sin tables (T, head_dim) for float positions (T,).
+
+    The frequencies are a constant built in Python (duplicated for the two halves), so an exported graph holds
+    a multiply and two trig ops, not a power, an arange and a concat that XNNPACK would leave out.
+    """
+    freqs = [theta ** (-2.0 * (i % (head_dim // 2)) / head_dim) for i in range(head_dim)]
+    angles = positions.reshape(-1, 1) * torch.tensor(freqs, dtype=torch.float32).reshape(1, -1)
     return torch.cos(angles), torch.sin(angles)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, T, D) by the tables (T, D): the rotate-half form."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos + rotated * sin
+def _rotate_half_weight(head_dim: int) -> torch.Tensor:
+    """W with linear(x, W) = [-x2, x1] for x = [x1, x2]: the rotate-half as a constant linear layer, built in
+    Python (in-place construction in the graph, or slices + cat, would be ops XNNPACK leaves out)."""
+    half = head_dim // 2
+    rows = [[0.0] * head_dim for _ in range(head_dim)]
+    for i in range(half):
+        rows[i][half + i] = -1.0  # output i = -x2[i]
+        rows[half + i][i] = 1.0  # output half + i = x1[i]
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotate_half: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, T, D) by the tables (T, D): x cos + rotate_half(x) sin (``rotate_half``: the constant weight
+    of :func:`_rotate_half_weight`, held as a module buffer so that XNNPACK takes the product as a linear layer)."""
+    return x * cos + F.linear(x, rotate_half) * sin
+
+
+def float_range(start: int, stop: int) -> torch.Tensor:
+    """A float constant start..stop-1 (built in Python: an arange would be an op XNNPACK leaves out)."""
+    return torch.tensor([float(i) for i in range(start, stop)], dtype=torch.float32)
 
 
 class Attention(nn.Module):
@@ -92,6 +110,8 @@ class Attention(nn.Module):
         self.k = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_dim, bias=False)
         self.v = nn.Linear(cfg.d_model, cfg.kv_heads * cfg.head_dim, bias=False)
         self.o = nn.Linear(cfg.heads * cfg.head_dim, cfg.d_model, bias=False)
+        if rope:
+            self.register_buffer("rotate_half", _rotate_half_weight(cfg.head_dim))
 
     def _split(self, x: torch.Tensor, heads: int) -> torch.Tensor:
         b, t, _ = x.shape
@@ -101,7 +121,7 @@ class Attention(nn.Module):
         """Keys and values (B, kv_heads, T, D) of ``x``, rotated when this is self-attention."""
         k, v = self._split(self.k(x), self.cfg.kv_heads), self._split(self.v(x), self.cfg.kv_heads)
         if rope is not None:
-            k = apply_rotary(k, *rope)
+            k = apply_rotary(k, *rope, self.rotate_half)
         return k, v
 
     def attend(
@@ -112,20 +132,25 @@ class Attention(nn.Module):
         mask: torch.Tensor | None,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Queries from ``x`` against given keys/values; ``mask`` (broadcast to B, H, Tq, Tk) is additive."""
+        """Queries from ``x`` against keys/values (B, kv_heads, Tk, D). ``mask`` is additive, (B, 1, Tk) (the
+        same for every query: padding, or a one-token decode step) or (B, Tq, Tk)."""
         cfg = self.cfg
         q = self._split(self.q(x), cfg.heads)
         if rope is not None:
-            q = apply_rotary(q, *rope)
+            q = apply_rotary(q, *rope, self.rotate_half)
         b, _, tq, d = q.shape
-        group = cfg.heads // cfg.kv_heads
-        # the query heads of one group share their key/value head: fold the group into the query axis
-        q = q.reshape(b, cfg.kv_heads, group * tq, d)
-        scores = q @ k.transpose(-1, -2) * d**-0.5  # (B, kv_heads, group * Tq, Tk)
-        if mask is not None:
-            scores = scores.reshape(b, cfg.kv_heads, group, tq, -1) + mask.reshape(mask.shape[0], 1, 1, tq, -1)
-            scores = scores.reshape(b, cfg.kv_heads, group * tq, -1)
-        out = torch.softmax(scores, dim=-1) @ v  # (B, kv_heads, group * Tq, D)
+        tk, group, kvh = k.shape[2], cfg.heads // cfg.kv_heads, cfg.kv_heads
+        # the query heads of one group share their key/value head: fold the group into the query axis, and
+        # batch and KV heads into the bmm batch (3-D products: XNNPACK leaves 4-D ones with expand copies)
+        q = q.reshape(b * kvh, group * tq, d)
+        k3, v3 = k.reshape(b * kvh, tk, d), v.reshape(b * kvh, tk, d)
+        scores = torch.bmm(q, k3.transpose(1, 2)) * d**-0.5  # (B * kv_heads, group * Tq, Tk)
+        if mask is not None and mask.shape[1] == 1:
+            scores = (scores.reshape(b, kvh * group * tq, tk) + mask).reshape(b * kvh, group * tq, tk)
+        elif mask is not None:
+            scores = scores.reshape(b, kvh, group, tq, tk) + mask.reshape(mask.shape[0], 1, 1, tq, tk)
+            scores = scores.reshape(b * kvh, group * tq, tk)
+        out = torch.bmm(torch.softmax(scores, dim=-1), v3)  # (B * kv_heads, group * Tq, D)
         out = out.reshape(b, cfg.heads, tq, d).transpose(1, 2).reshape(b, tq, cfg.heads * d)
         return self.o(out)
 
@@ -171,11 +196,9 @@ class DecoderLayer(nn.Module):
 NEG_INF = -1e9  # additive mask value: finite, so a fully masked row gives a uniform softmax, not NaN
 
 
-def padding_mask(lengths_mask: torch.Tensor, queries: int) -> torch.Tensor:
-    """Additive mask (B, queries, S) from a (B, S) mask of 1 (token) / 0 (padding)."""
-    return (
-        ((1.0 - lengths_mask.to(torch.float32)) * NEG_INF).reshape(lengths_mask.shape[0], 1, -1).expand(-1, queries, -1)
-    )
+def padding_mask(lengths_mask: torch.Tensor) -> torch.Tensor:
+    """Additive key mask (B, 1, S) from a (B, S) float mask of 1 (token) / 0 (padding)."""
+    return ((1.0 - lengths_mask) * NEG_INF).reshape(lengths_mask.shape[0], 1, lengths_mask.shape[1])
 
 
 def causal_mask(steps: int) -> torch.Tensor:
@@ -183,12 +206,16 @@ def causal_mask(steps: int) -> torch.Tensor:
 
 
 def cache_plan(position: torch.Tensor, tokens: int, slots: int, head_dim: int, theta: float):
-    """For ``tokens`` new tokens starting at ``position``: the one-hot write matrix (tokens, slots), the additive
-    visibility mask (1, tokens, slots) (a token sees the slots up to its own) and the rotary tables."""
-    steps = position.reshape(1) + torch.arange(tokens)  # (K,)
-    index = torch.arange(slots).reshape(1, -1)
-    write = (index == steps.reshape(-1, 1)).to(torch.float32)
-    visible = ((index > steps.reshape(-1, 1)).to(torch.float32) * NEG_INF).reshape(1, tokens, slots)
+    """For ``tokens`` new tokens from ``position`` (a float (1,) tensor): the one-hot write rows (tokens, slots),
+    the additive visibility mask (1, tokens, slots) (a token sees the slots up to its own) and the rotary tables.
+
+    Built from float arithmetic on constants (relu(1 - |slot - p|) is exactly one-hot for integer p), so the
+    graph needs no integer comparison, cast or arange.
+    """
+    steps = position.reshape(1, 1) + float_range(0, tokens).reshape(-1, 1)  # (K, 1)
+    index = float_range(0, slots).reshape(1, slots)
+    write = torch.relu(1.0 - torch.abs(index - steps))
+    visible = (torch.clamp(index - steps, 0.0, 1.0) * NEG_INF).reshape(1, tokens, slots)
     return write, visible, rotary(steps, head_dim, theta)
 
 
@@ -199,9 +226,16 @@ def cached_self_attention(layer, x: torch.Tensor, cache: tuple[torch.Tensor, tor
     and the cache keeps its fixed shape.
     """
     k, v = layer.self_attn.project_kv(layer.norm1(x), rope)  # (B, kv_heads, K, D)
-    keep = 1.0 - write.sum(0).reshape(1, 1, -1, 1)
-    place = write.transpose(0, 1)  # (slots, K)
-    return cache[0] * keep + place @ k, cache[1] * keep + place @ v
+    count, slots = write.shape
+    places = [(write if count == 1 else write[i : i + 1]).reshape(1, 1, slots, 1) for i in range(count)]
+    keep = 1.0 - sum(places[1:], places[0])
+    # a broadcast multiply per new token (a decode step has one): XNNPACK mis-sizes a 2-D @ 4-D product
+    new_k, new_v = cache[0] * keep, cache[1] * keep
+    for i, place in enumerate(places):
+        k_i = k if k.shape[2] == 1 else k[:, :, i : i + 1]
+        v_i = v if v.shape[2] == 1 else v[:, :, i : i + 1]
+        new_k, new_v = new_k + place * k_i, new_v + place * v_i
+    return new_k, new_v
 
 
 class EncoderDecoder(nn.Module):
@@ -219,9 +253,9 @@ class EncoderDecoder(nn.Module):
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         """(B, S) token ids and 1/0 mask -> encoder states (B, S, d). Positions centred on the source's middle."""
         steps = src.shape[1]
-        positions = torch.arange(steps) - (steps - 1) // 2
-        rope = rotary(positions, self.cfg.head_dim, self.cfg.rope_theta)
-        mask = padding_mask(src_mask, steps)
+        first = -((steps - 1) // 2)
+        rope = rotary(float_range(first, first + steps), self.cfg.head_dim, self.cfg.rope_theta)
+        mask = padding_mask(src_mask)
         x = self.embed(src)
         for layer in self.encoder:
             x = layer(x, mask, rope)
@@ -239,19 +273,22 @@ class EncoderDecoder(nn.Module):
         cross: list[tuple[torch.Tensor, torch.Tensor]],
         src_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """New token(s) (B, K) from ``position`` (a 1-element int tensor) -> next-token logits (B, vocab) after
+        """New token(s) (B, K) from ``position`` (a float (1,) tensor) -> next-token logits (B, vocab) after
         the last of them, and the new cache (see :func:`cached_self_attention`)."""
         cfg = self.cfg
         write, visible, rope = cache_plan(position, tokens.shape[1], cfg.max_target, cfg.head_dim, cfg.rope_theta)
-        cross_mask = padding_mask(src_mask, tokens.shape[1])
+        cross_mask = padding_mask(src_mask)
+        # a single token's visibility is a key mask; several (prefill) need one row each
+        visible = visible.reshape(1, 1, -1) if tokens.shape[1] == 1 else visible
         x = self.embed(tokens)
         new_cache = []
         for layer, layer_cache, kv in zip(self.decoder, cache, cross, strict=True):
             self_kv = cached_self_attention(layer, x, layer_cache, write, rope)
             new_cache.append(self_kv)
             x = layer(x, self_kv, visible, rope, kv, cross_mask)
-        logits = F.linear(self.decoder_norm(x[:, -1:]), self.embed.weight)
-        return logits[:, 0], new_cache
+        last = x if x.shape[1] == 1 else x[:, -1:]
+        logits = F.linear(self.decoder_norm(last), self.embed.weight)
+        return logits.reshape(logits.shape[0], logits.shape[2]), new_cache
 
     def empty_cache(self, batch: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
         shape = (batch, self.cfg.kv_heads, self.cfg.max_target, self.cfg.head_dim)
@@ -263,9 +300,9 @@ class EncoderDecoder(nn.Module):
         memory = self.encode(src, src_mask)
         cross = self.cross_kv(memory)
         steps = tgt.shape[1]
-        rope = rotary(torch.arange(steps), self.cfg.head_dim, self.cfg.rope_theta)
+        rope = rotary(float_range(0, steps), self.cfg.head_dim, self.cfg.rope_theta)
         self_mask = causal_mask(steps).reshape(1, steps, steps)
-        cross_mask = padding_mask(src_mask, steps)
+        cross_mask = padding_mask(src_mask)
         x = self.embed(tgt)
         for layer, kv in zip(self.decoder, cross, strict=True):
             h = layer.norm1(x)
@@ -295,14 +332,16 @@ class DecoderOnly(nn.Module):
         """Token(s) (B, K) from ``position``: the prompt in one call (prefill), then one token a call."""
         cfg = self.cfg
         write, visible, rope = cache_plan(position, tokens.shape[1], self.cache_slots, cfg.head_dim, cfg.rope_theta)
+        visible = visible.reshape(1, 1, -1) if tokens.shape[1] == 1 else visible
         x = self.embed(tokens)
         new_cache = []
         for block, block_cache in zip(self.blocks, cache, strict=True):
             self_kv = cached_self_attention(block, x, block_cache, write, rope)
             new_cache.append(self_kv)
             x = block(x, self_kv, visible, rope)
-        logits = F.linear(self.norm(x[:, -1:]), self.embed.weight)
-        return logits[:, 0], new_cache
+        last = x if x.shape[1] == 1 else x[:, -1:]
+        logits = F.linear(self.norm(last), self.embed.weight)
+        return logits.reshape(logits.shape[0], logits.shape[2]), new_cache
 
     def empty_cache(self, batch: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
         shape = (batch, self.cfg.kv_heads, self.cache_slots, self.cfg.head_dim)
@@ -311,7 +350,7 @@ class DecoderOnly(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Causal logits (B, T, vocab) of a whole ``source BOS target`` sequence (training)."""
         steps = tokens.shape[1]
-        rope = rotary(torch.arange(steps), self.cfg.head_dim, self.cfg.rope_theta)
+        rope = rotary(float_range(0, steps), self.cfg.head_dim, self.cfg.rope_theta)
         mask = causal_mask(steps).reshape(1, steps, steps)
         x = self.embed(tokens)
         for block in self.blocks:
@@ -330,3 +369,123 @@ def decoder_only_twin(cfg: Seq2SeqConfig) -> DecoderOnly:
 def parameter_count(module: nn.Module) -> int:
     """Trainable parameters, the shared embedding counted once."""
     return sum(p.numel() for p in module.parameters())
+
+
+# -- export: the graphs a device runs, and their registration --------------------------------------------
+
+
+class _EncoderGraph(nn.Module):
+    """(src, src_mask) -> cross_k_0, cross_v_0, ...: the encoder and every decoder layer's cross K/V, once."""
+
+    def __init__(self, model: EncoderDecoder):
+        super().__init__()
+        self.model = model
+
+    def run(self, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        src, src_mask = args
+        kv = self.model.cross_kv(self.model.encode(src, src_mask))
+        return tuple(_to_3d(t) for pair in kv for t in pair)
+
+
+class _DecoderStepGraph(nn.Module):
+    """(tokens, position, src_mask, self_k_0, self_v_0, ..., cross_k_0, cross_v_0, ...) -> logits, new self K/V."""
+
+    def __init__(self, model: EncoderDecoder):
+        super().__init__()
+        self.model = model
+
+    def run(self, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        tokens, position, src_mask, *rest = args
+        layers, cfg = len(self.model.decoder), self.model.cfg
+        rest = [t.reshape(1, cfg.kv_heads, t.shape[1], cfg.head_dim) for t in rest]
+        cache = [(rest[2 * i], rest[2 * i + 1]) for i in range(layers)]
+        cross = [(rest[2 * layers + 2 * i], rest[2 * layers + 2 * i + 1]) for i in range(layers)]
+        logits, new_cache = self.model.decode_step(tokens, position, cache, cross, src_mask)
+        return (logits, *(_to_3d(t) for pair in new_cache for t in pair))
+
+
+def _to_3d(t: torch.Tensor) -> torch.Tensor:
+    """(1, kv_heads, T, D) -> (kv_heads, T, D) at the graph boundary: ExecuTorch's XNNPACK delegate reports a 4-D
+    delegate output in its channels-last order (and the runtime then refuses to resize the static output)."""
+    return t.reshape(t.shape[1], t.shape[2], t.shape[3])
+
+
+def _kv_names(prefix: str, layers: int, suffix: str = "") -> tuple[str, ...]:
+    return tuple(f"{prefix}_{kind}_{i}{suffix}" for i in range(layers) for kind in ("k", "v"))
+
+
+def seq2seq_graphs(model: EncoderDecoder) -> tuple[tuple, dict]:
+    """The encoder and decoder-step SubGraphs of ``model`` and the manifest's ``seq2seq`` layout."""
+    from edgekit.generation.tokenizer import ByteTokenizer
+    from edgekit.models.spec import SubGraph, with_named_inputs
+
+    cfg, layers = model.cfg, len(model.decoder)
+    tok = ByteTokenizer()
+    # int32 ids: LiteRT lowers int64 to int32 anyway, and every runtime takes int32 indices
+    src = torch.full((1, cfg.max_source), tok.pad_id, dtype=torch.int32)
+    src[0, :3] = torch.tensor([104, 105, 33], dtype=torch.int32)
+    src_mask = torch.zeros(1, cfg.max_source)
+    src_mask[0, :3] = 1.0
+    encoder = with_named_inputs(_EncoderGraph, 2)(model).eval()
+    with torch.no_grad():
+        cross = encoder(src, src_mask)
+    cache = [_to_3d(t) for pair in model.empty_cache() for t in pair]
+    step_inputs = (torch.tensor([[tok.bos_id]], dtype=torch.int32), torch.tensor([0.0]), src_mask,
+                   *cache, *cross)  # fmt: skip
+    decoder = with_named_inputs(_DecoderStepGraph, len(step_inputs))(model).eval()
+    graphs = (
+        SubGraph("encoder", encoder, (src, src_mask), ("src", "src_mask"), _kv_names("cross", layers)),
+        SubGraph("decoder_step", decoder, step_inputs,
+                 ("tokens", "position", "src_mask", *_kv_names("self", layers), *_kv_names("cross", layers)),
+                 ("logits", *_kv_names("self", layers, "_out"))),
+    )  # fmt: skip
+    layout = {
+        "tokenizer": tok.to_json(),
+        "max_source": cfg.max_source,
+        "max_target": cfg.max_target,
+        "decoder_layers": layers,
+        "cache": {"shape": list(cache[0].shape), "inputs": list(_kv_names("self", layers)),
+                  "outputs": list(_kv_names("self", layers, "_out")), "initial": "zeros",
+                  "write": "one-hot at position"},
+        "cross": {"from": "encoder", "names": list(_kv_names("cross", layers))},
+    }  # fmt: skip
+    return graphs, layout
+
+
+def _register(name: str, preset: str) -> None:
+    from edgekit.models.spec import ModelSpec, register_model
+
+    base = SEQ2SEQ_CONFIGS[preset]
+
+    def factory(
+        d_model: int = base.d_model,
+        encoder_layers: int = base.encoder_layers,
+        decoder_layers: int = base.decoder_layers,
+        heads: int = base.heads,
+        kv_heads: int = base.kv_heads,
+        head_dim: int = base.head_dim,
+        ffn_dim: int = base.ffn_dim,
+        max_source: int = base.max_source,
+        max_target: int = base.max_target,
+        vocab_size: int = base.vocab_size,
+    ) -> ModelSpec:
+        cfg = Seq2SeqConfig(vocab_size=vocab_size, d_model=d_model, encoder_layers=encoder_layers,
+                            decoder_layers=decoder_layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                            ffn_dim=ffn_dim, max_source=max_source, max_target=max_target)  # fmt: skip
+        model = EncoderDecoder(cfg).eval()
+        graphs, layout = seq2seq_graphs(model)
+        teacher = (graphs[0].example_inputs[0], graphs[0].example_inputs[1],
+                   torch.tensor([[257, 104]], dtype=torch.int32))  # fmt: skip
+        return ModelSpec(
+            name=name, family="seq2seq", module=model, example_inputs=teacher,
+            input_names=("src", "src_mask", "tgt"), output_names=("logits",),
+            config={k: v for k, v in cfg.__dict__.items() if k not in ("rope_theta", "eps")},
+            task="seq2seq", graphs=graphs, extras={"seq2seq": layout},
+        )  # fmt: skip
+
+    register_model(name, family="seq2seq", description=f"encoder-decoder SLM ({preset}): GQA, RoPE, RMSNorm, "
+                   "tied embedding; exported as encoder + decoder-step graphs with a KV cache")(factory)  # fmt: skip
+
+
+for _name, _preset in (("seq2seq_tiny", "tiny"), ("seq2seq_30m", "30m"), ("seq2seq_330m", "330m")):
+    _register(_name, _preset)

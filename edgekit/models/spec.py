@@ -15,6 +15,44 @@ from edgekit.types import TensorSpec
 
 
 @dataclass(frozen=True)
+class SubGraph:
+    """One of several graphs a model exports together (an encoder, a decoder step ...)."""
+
+    name: str
+    module: torch.nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+    @property
+    def input_specs(self) -> tuple[TensorSpec, ...]:
+        return tuple(
+            TensorSpec(n, tuple(t.shape), _numpy_dtype_name(t.dtype))
+            for n, t in zip(self.input_names, self.example_inputs, strict=True)
+        )
+
+    def output_specs(self) -> tuple[TensorSpec, ...]:
+        outputs = run_module(self.module, self.example_inputs)
+        return tuple(
+            TensorSpec(n, tuple(t.shape), _numpy_dtype_name(t.dtype))
+            for n, t in zip(self.output_names, outputs, strict=True)
+        )
+
+
+def with_named_inputs(base: type[torch.nn.Module], count: int) -> type[torch.nn.Module]:
+    """A subclass of ``base`` whose ``forward(self, arg_0, ..., arg_{count-1})`` calls ``self.run((arg_0, ...))``.
+
+    torch.fx (BatchNorm folding) and torch.export want one named parameter per graph input; a ``*args``
+    forward would reach them as a single opaque argument.
+    """
+    params = ", ".join(f"arg_{i}" for i in range(count))
+    source = f"def forward(self, {params}):\n    return self.run(({params}{',' if count == 1 else ''}))\n"
+    namespace: dict = {}
+    exec(compile(source, f"<edgekit {base.__name__} signature>", "exec"), namespace)  # noqa: S102  (our template)
+    return type(f"{base.__name__}{count}", (base,), {"forward": namespace["forward"]})
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A model ready to export: the module in eval mode, example inputs and named I/O.
 
@@ -32,6 +70,10 @@ class ModelSpec:
     task: str = "classification"
     class_names: tuple[str, ...] | None = None
     dataset: str | None = None
+    # Graphs exported together instead of ``module``'s forward (an encoder-decoder's encoder and decoder step).
+    graphs: tuple[SubGraph, ...] = ()
+    # Family-specific manifest extras (a tokenizer, a cache layout ...).
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_specs(self) -> tuple[TensorSpec, ...]:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from edgekit.errors import ConfigError, UnsupportedOptionError
-from edgekit.models.spec import MODELS, ModelSpec
+from edgekit.models.spec import MODELS, ModelSpec, with_named_inputs
 from edgekit.models.state import StreamState
 from edgekit.streaming import StreamLayout
 
@@ -25,25 +25,16 @@ SPIKES_OUTPUT = "spikes"
 class _StreamingStep(nn.Module):
     """``forward(frames, state_0, ..., state_n) -> (logits[, spikes], state_0_out, ..., state_n_out)``."""
 
-    def __init__(self, model: nn.Module, slots: int, spiking: bool):
+    def __init__(self, model: nn.Module, spiking: bool):
         super().__init__()
-        self.model, self.slots, self.spiking = model, slots, spiking
+        self.model, self.spiking = model, spiking
 
-    def step(self, frames: torch.Tensor, states: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    def run(self, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        frames, *states = args
         state = StreamState(list(states))
         logits = self.model.stream_step(frames, state)
         spikes = (torch.cat(state.spikes, dim=1),) if self.spiking else ()
         return (logits, *spikes, *state.outputs)
-
-
-def _with_named_inputs(slots: int) -> type[_StreamingStep]:
-    # torch.fx (BatchNorm folding) and torch.export want one named parameter per graph input; *states would
-    # reach them as a single opaque argument. So the subclass gets a forward with exactly the right signature.
-    params = ", ".join(f"state_{i}" for i in range(slots))
-    source = f"def forward(self, frames, {params}):\n    return self.step(frames, ({params}{',' if slots else ''}))\n"
-    namespace: dict = {}
-    exec(compile(source, "<edgekit streaming step>", "exec"), namespace)  # noqa: S102  (our own template)
-    return type(f"StreamingStep{slots}", (_StreamingStep,), {"forward": namespace["forward"]})
 
 
 def streaming_models() -> list[str]:
@@ -63,7 +54,7 @@ def streaming_spec(spec: ModelSpec, chunk: int = 1) -> tuple[ModelSpec, StreamLa
         spec.module.stream_step(frames, discovery)
     slots = tuple(discovery.slots)
     spiking = bool(discovery.spikes)
-    module = _with_named_inputs(len(slots))(spec.module, len(slots), spiking).eval()
+    module = with_named_inputs(_StreamingStep, 1 + len(slots))(spec.module, spiking).eval()
     layout = StreamLayout(
         frames_input=FRAMES_INPUT,
         chunk=chunk,

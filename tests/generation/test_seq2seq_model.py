@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgekit.models.seq2seq import EncoderDecoder, Seq2SeqConfig, apply_rotary, rotary
+from edgekit.models.seq2seq import EncoderDecoder, Seq2SeqConfig, _rotate_half_weight, apply_rotary, rotary
 
 TINY = Seq2SeqConfig(d_model=32, encoder_layers=2, decoder_layers=2, heads=4, kv_heads=2, head_dim=8, ffn_dim=64,
                      max_source=12, max_target=10)  # fmt: skip
@@ -25,7 +25,7 @@ def test_cached_decoding_equals_teacher_forcing(kv_heads):
         cross = model.cross_kv(model.encode(src, mask))
         cache, steps = model.empty_cache(2), []
         for t in range(tgt.shape[1]):
-            logits, cache = model.decode_step(tgt[:, t : t + 1], torch.tensor([t]), cache, cross, mask)
+            logits, cache = model.decode_step(tgt[:, t : t + 1], torch.tensor([float(t)]), cache, cross, mask)
             steps.append(logits)
     assert torch.max(torch.abs(torch.stack(steps, 1) - full)) <= 1e-5
     # cache slots after the last written position are still zero: nothing was written ahead
@@ -51,7 +51,8 @@ def test_rotary_scores_depend_on_relative_position_only():
     def score(pq: int, pk: int) -> float:
         cq, sq = rotary(torch.tensor([pq]), 8, 10000.0)
         ck, sk = rotary(torch.tensor([pk]), 8, 10000.0)
-        return float((apply_rotary(q, cq, sq) * apply_rotary(k, ck, sk)).sum())
+        r = _rotate_half_weight(8)
+        return float((apply_rotary(q, cq, sq, r) * apply_rotary(k, ck, sk, r)).sum())
 
     assert score(5, 2) == pytest.approx(score(-1, -4), abs=1e-5)
     assert score(5, 2) != pytest.approx(score(5, 3), abs=1e-3)
@@ -78,10 +79,10 @@ def test_decoder_only_twin_matches_parameters_and_caches_correctly():
     seq = torch.randint(0, 256, (2, 9))
     with torch.no_grad():
         full = twin(seq)
-        logits, cache = twin.step(seq[:, :5], torch.tensor([0]), twin.empty_cache(2))  # prefill in one call
+        logits, cache = twin.step(seq[:, :5], torch.tensor([0.0]), twin.empty_cache(2))  # prefill in one call
         outputs = [logits]
         for t in range(5, 9):
-            logits, cache = twin.step(seq[:, t : t + 1], torch.tensor([t]), cache)
+            logits, cache = twin.step(seq[:, t : t + 1], torch.tensor([float(t)]), cache)
             outputs.append(logits)
     assert torch.max(torch.abs(torch.stack(outputs, 1) - full[:, 4:])) <= 1e-5
 
