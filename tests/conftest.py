@@ -29,7 +29,7 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
             "max_target": 8,
             "vocab_size": 264,
         }
-        for size in ("tiny", "30m", "330m")
+        for size in ("tiny", "30m", "330m", "tiny_twin", "30m_twin", "330m_twin")
     },  # fmt: skip
     # 8 frames: the spiking whole-sequence graph unrolls every LIF over time, and XNNPACK lowering grows with it
     **{name: {"dim": 16, "order": 8, "seq_len": 8, "in_features": 8} for name in ("lmuformer", "lmuformer_spiking")},

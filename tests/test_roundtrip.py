@@ -13,7 +13,7 @@ MODELS = list_models()
 FORMAT_NAMES = FORMATS.names()
 # Larger presets of an architecture whose tiny configuration is the same as its smallest preset's: exporting
 # them again by default would test nothing new, so they run with the slow tests.
-SIZE_VARIANTS = {"seq2seq_30m", "seq2seq_330m"}
+SIZE_VARIANTS = {"seq2seq_30m", "seq2seq_330m", "seq2seq_30m_twin", "seq2seq_330m_twin"}
 
 
 @pytest.mark.parametrize("fmt", FORMAT_NAMES)

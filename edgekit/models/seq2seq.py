@@ -219,7 +219,7 @@ def cache_plan(position: torch.Tensor, tokens: int, slots: int, head_dim: int, t
     return write, visible, rotary(steps, head_dim, theta)
 
 
-def cached_self_attention(layer, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor], write, rope):
+def cached_self_attention(layer, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None, write, rope):
     """The layer's cache (B, kv_heads, slots, D) with the new tokens' keys/values written into their slots.
 
     A one-hot blend rather than indexing: no data-dependent gather or scatter, so every runtime can run it,
@@ -229,12 +229,17 @@ def cached_self_attention(layer, x: torch.Tensor, cache: tuple[torch.Tensor, tor
     count, slots = write.shape
     places = [(write if count == 1 else write[i : i + 1]).reshape(1, 1, slots, 1) for i in range(count)]
     keep = 1.0 - sum(places[1:], places[0])
-    # a broadcast multiply per new token (a decode step has one): XNNPACK mis-sizes a 2-D @ 4-D product
-    new_k, new_v = cache[0] * keep, cache[1] * keep
+    # a broadcast multiply per new token (a decode step has one): XNNPACK mis-sizes a 2-D @ 4-D product.
+    # No cache (a prefill from nothing): the new keys/values alone, no zero tensor for the graph to materialise.
+    new_k = new_v = None
+    if cache is not None:
+        new_k, new_v = cache[0] * keep, cache[1] * keep
     for i, place in enumerate(places):
         k_i = k if k.shape[2] == 1 else k[:, :, i : i + 1]
         v_i = v if v.shape[2] == 1 else v[:, :, i : i + 1]
-        new_k, new_v = new_k + place * k_i, new_v + place * v_i
+        add_k, add_v = place * k_i, place * v_i
+        new_k = add_k if new_k is None else new_k + add_k
+        new_v = add_v if new_v is None else new_v + add_v
     return new_k, new_v
 
 
@@ -327,15 +332,16 @@ class DecoderOnly(nn.Module):
         return self.cfg.max_source + self.cfg.max_target
 
     def step(
-        self, tokens: torch.Tensor, position: torch.Tensor, cache: list[tuple[torch.Tensor, torch.Tensor]]
+        self, tokens: torch.Tensor, position: torch.Tensor, cache: list[tuple[torch.Tensor, torch.Tensor]] | None
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Token(s) (B, K) from ``position``: the prompt in one call (prefill), then one token a call."""
+        """Token(s) (B, K) from ``position``: the prompt in one call (prefill, ``cache`` None: nothing before
+        it), then one token a call."""
         cfg = self.cfg
         write, visible, rope = cache_plan(position, tokens.shape[1], self.cache_slots, cfg.head_dim, cfg.rope_theta)
         visible = visible.reshape(1, 1, -1) if tokens.shape[1] == 1 else visible
         x = self.embed(tokens)
         new_cache = []
-        for block, block_cache in zip(self.blocks, cache, strict=True):
+        for block, block_cache in zip(self.blocks, cache or [None] * self.layers, strict=True):
             self_kv = cached_self_attention(block, x, block_cache, write, rope)
             new_cache.append(self_kv)
             x = block(x, self_kv, visible, rope)
@@ -489,3 +495,106 @@ def _register(name: str, preset: str) -> None:
 
 for _name, _preset in (("seq2seq_tiny", "tiny"), ("seq2seq_30m", "30m"), ("seq2seq_330m", "330m")):
     _register(_name, _preset)
+
+
+# -- the decoder-only twin's graphs ------------------------------------------------------------------------
+
+
+class _PrefillGraph(nn.Module):
+    """(tokens (1, P)) -> logits after the last, and the cache with all P written (the time to the first token)."""
+
+    def __init__(self, model: DecoderOnly):
+        super().__init__()
+        self.model = model
+
+    def run(self, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        (tokens,) = args
+        logits, cache = self.model.step(tokens, torch.tensor([0.0]), None)
+        return (logits, *(_to_3d(t) for pair in cache for t in pair))
+
+
+class _TwinStepGraph(nn.Module):
+    """(token, position, self_k_0, self_v_0, ...) -> logits, the new cache."""
+
+    def __init__(self, model: DecoderOnly):
+        super().__init__()
+        self.model = model
+
+    def run(self, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        tokens, position, *rest = args
+        cfg = self.model.cfg
+        rest = [t.reshape(1, cfg.kv_heads, t.shape[1], cfg.head_dim) for t in rest]
+        cache = [(rest[2 * i], rest[2 * i + 1]) for i in range(self.model.layers)]
+        logits, new_cache = self.model.step(tokens, position, cache)
+        return (logits, *(_to_3d(t) for pair in new_cache for t in pair))
+
+
+def decoder_only_graphs(model: DecoderOnly, prompt_len: int) -> tuple[tuple, dict]:
+    """The ``prefill`` (a prompt of exactly ``prompt_len`` tokens) and ``decoder_step`` SubGraphs and their layout."""
+    from edgekit.generation.tokenizer import ByteTokenizer
+    from edgekit.models.spec import SubGraph, with_named_inputs
+
+    tok, layers = ByteTokenizer(), model.layers
+    if not 1 <= prompt_len < model.cache_slots:
+        raise ValueError(f"prompt_len must be in 1..{model.cache_slots - 1}, got {prompt_len}")
+    prompt = torch.full((1, prompt_len), 97, dtype=torch.int32)
+    prompt[0, -1] = tok.bos_id
+    prefill = with_named_inputs(_PrefillGraph, 1)(model).eval()
+    with torch.no_grad():
+        _, *cache = prefill(prompt)
+    step_inputs = (torch.tensor([[97]], dtype=torch.int32), torch.tensor([float(prompt_len)]), *cache)
+    step = with_named_inputs(_TwinStepGraph, len(step_inputs))(model).eval()
+    graphs = (
+        SubGraph("prefill", prefill, (prompt,), ("tokens",), ("logits", *_kv_names("self", layers, "_out"))),
+        SubGraph("decoder_step", step, step_inputs, ("tokens", "position", *_kv_names("self", layers)),
+                 ("logits", *_kv_names("self", layers, "_out"))),
+    )  # fmt: skip
+    layout = {
+        "tokenizer": tok.to_json(),
+        "prompt_len": prompt_len,
+        "max_target": model.cache_slots - prompt_len,
+        "layers": layers,
+        "cache": {"shape": list(cache[0].shape), "inputs": list(_kv_names("self", layers)),
+                  "outputs": list(_kv_names("self", layers, "_out")), "initial": "written by prefill"},
+    }  # fmt: skip
+    return graphs, layout
+
+
+def _register_twin(name: str, preset: str) -> None:
+    from edgekit.models.spec import ModelSpec, register_model
+
+    base = SEQ2SEQ_CONFIGS[preset]
+
+    def factory(
+        d_model: int = base.d_model,
+        encoder_layers: int = base.encoder_layers,
+        decoder_layers: int = base.decoder_layers,
+        heads: int = base.heads,
+        kv_heads: int = base.kv_heads,
+        head_dim: int = base.head_dim,
+        ffn_dim: int = base.ffn_dim,
+        max_source: int = base.max_source,
+        max_target: int = base.max_target,
+        vocab_size: int = base.vocab_size,
+        prompt_len: int = 0,
+    ) -> ModelSpec:
+        # the prompt the prefill graph takes: the source bytes and BOS (0: a full-length source)
+        prompt_len = prompt_len or max_source + 1
+        cfg = Seq2SeqConfig(vocab_size=vocab_size, d_model=d_model, encoder_layers=encoder_layers,
+                            decoder_layers=decoder_layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                            ffn_dim=ffn_dim, max_source=max_source, max_target=max_target)  # fmt: skip
+        model = decoder_only_twin(cfg).eval()
+        graphs, layout = decoder_only_graphs(model, prompt_len)
+        config = {k: v for k, v in cfg.__dict__.items() if k not in ("rope_theta", "eps")}
+        return ModelSpec(
+            name=name, family="seq2seq", module=model, example_inputs=graphs[0].example_inputs,
+            input_names=("tokens",), output_names=("logits",), config={**config, "prompt_len": prompt_len},
+            task="seq2seq", graphs=graphs, extras={"decoder_only": {**layout, "layers_for_equal_size": model.layers}},
+        )  # fmt: skip
+
+    register_model(name, family="seq2seq", description=f"the decoder-only twin of seq2seq_{preset} (equal "
+                   "parameters): prefill + decoder-step graphs with a KV cache")(factory)  # fmt: skip
+
+
+for _name, _preset in (("seq2seq_tiny_twin", "tiny"), ("seq2seq_30m_twin", "30m"), ("seq2seq_330m_twin", "330m")):
+    _register_twin(_name, _preset)

@@ -14,11 +14,9 @@ from edgekit.registry import Registry
 from edgekit.types import TensorSpec
 
 
-@dataclass(frozen=True)
-class SubGraph:
-    """One of several graphs a model exports together (an encoder, a decoder step ...)."""
+class _GraphIO:
+    """Input and output specs of anything with a module, example inputs and I/O names (a model, a graph)."""
 
-    name: str
     module: torch.nn.Module
     example_inputs: tuple[torch.Tensor, ...]
     input_names: tuple[str, ...]
@@ -32,11 +30,23 @@ class SubGraph:
         )
 
     def output_specs(self) -> tuple[TensorSpec, ...]:
+        """Traced by running the module once on its example inputs."""
         outputs = run_module(self.module, self.example_inputs)
         return tuple(
             TensorSpec(n, tuple(t.shape), _numpy_dtype_name(t.dtype))
             for n, t in zip(self.output_names, outputs, strict=True)
         )
+
+
+@dataclass(frozen=True)
+class SubGraph(_GraphIO):
+    """One of several graphs a model exports together (an encoder, a decoder step ...)."""
+
+    name: str
+    module: torch.nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
 
 
 def with_named_inputs(base: type[torch.nn.Module], count: int) -> type[torch.nn.Module]:
@@ -53,7 +63,7 @@ def with_named_inputs(base: type[torch.nn.Module], count: int) -> type[torch.nn.
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(_GraphIO):
     """A model ready to export: the module in eval mode, example inputs and named I/O.
 
     ``config`` holds the factory arguments that built it, so a bundle or a weights file can
@@ -74,20 +84,6 @@ class ModelSpec:
     graphs: tuple[SubGraph, ...] = ()
     # Family-specific manifest extras (a tokenizer, a cache layout ...).
     extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def input_specs(self) -> tuple[TensorSpec, ...]:
-        return tuple(
-            TensorSpec(n, tuple(t.shape), _numpy_dtype_name(t.dtype))
-            for n, t in zip(self.input_names, self.example_inputs, strict=True)
-        )
-
-    def output_specs(self) -> tuple[TensorSpec, ...]:
-        outputs = run_module(self.module, self.example_inputs)
-        return tuple(
-            TensorSpec(n, tuple(t.shape), _numpy_dtype_name(t.dtype))
-            for n, t in zip(self.output_names, outputs, strict=True)
-        )
 
     @property
     def parameters(self) -> int:

@@ -80,6 +80,9 @@ def test_decoder_only_twin_matches_parameters_and_caches_correctly():
     with torch.no_grad():
         full = twin(seq)
         logits, cache = twin.step(seq[:, :5], torch.tensor([0.0]), twin.empty_cache(2))  # prefill in one call
+        fresh_logits, fresh_cache = twin.step(seq[:, :5], torch.tensor([0.0]), None)  # the graph's spelling
+        torch.testing.assert_close(fresh_logits, logits)
+        torch.testing.assert_close(fresh_cache[0][0], cache[0][0])
         outputs = [logits]
         for t in range(5, 9):
             logits, cache = twin.step(seq[:, t : t + 1], torch.tensor([float(t)]), cache)
