@@ -29,16 +29,15 @@ from edgekit import runtimes
 from edgekit.data import load_dataset
 from edgekit.evaluation import REALTIME_FRACTIONS, bundle_step_predictions, model_step_predictions, realtime_accuracy
 from edgekit.exporters.pipeline import export, prepare_model
-from edgekit.exporters.verify_stream import reference_steps, stream_sequence
+from edgekit.exporters.verify_stream import stream_agreement
 from edgekit.formats import FORMATS
 from edgekit.models import create_model
 from edgekit.models.spiking import recording, synaptic_operations
 from edgekit.models.state import StreamState
 from edgekit.profiling.latency import measure
 from edgekit.streaming import StreamSession
-from edgekit.training import save_weights, train_classifier
+from edgekit.training import read_weights, save_weights, train_classifier
 from edgekit.transforms.streaming import streaming_spec
-from edgekit.validate import compare_spikes
 
 MODELS = ("lmuformer", "lmuformer_spiking")
 EPOCHS = 30
@@ -53,8 +52,8 @@ def train(model: str, out: Path, console: Console) -> tuple[Path, float]:
         with console.status(f"training {model}"):
             result = train_classifier(spec, "digits", epochs=EPOCHS)
         save_weights(path, spec, {"dataset": "digits", "test_accuracy": result.test_accuracy})
-    meta = torch.load(path, weights_only=True)["extra"]
-    return path, float(meta["test_accuracy"])
+    _, meta = read_weights(path)
+    return path, float(meta["extra"]["test_accuracy"])
 
 
 def train_part(out: Path, rounds: int, runs: int, console: Console, rows: list) -> Table:
@@ -131,17 +130,13 @@ def agreement_part(out: Path, rounds: int, runs: int, console: Console, rows: li
             worst, identical, near, unexplained, compared = 0.0, 0, 0, 0, 0
             with StreamSession(bundle.bundle_dir) as session:
                 for sequence in split.x_test:
-                    want, want_spikes, potentials = reference_steps(whole, sequence[None])
-                    got, got_spikes = stream_sequence(session, sequence[None])
-                    steps = len(want)
-                    if want_spikes is not None:
-                        agreement = compare_spikes(want_spikes, got_spikes, potentials, 1.0, 1e-4)
-                        steps = agreement.compared_steps
+                    want, got, agreement = stream_agreement(whole, session, sequence[None], 1e-4)
+                    if agreement is not None:
                         identical += agreement.flipped == 0
                         near += agreement.flipped > 0 and agreement.near_threshold
                         unexplained += not agreement.explained
-                        compared += want_spikes.shape[0] * steps
-                    worst = max(worst, float(np.abs(want[:steps] - got[:steps]).max(initial=0.0)))
+                        compared += agreement.neurons * agreement.compared_steps
+                    worst = max(worst, float(np.abs(want - got).max(initial=0.0)))
             spiking = model == "lmuformer_spiking"
             rows.append({
                 "model": model, "format": fmt, "max_abs_err": worst, "identical": identical if spiking else None,

@@ -32,14 +32,7 @@ def stream(bundle, input_path, every, threads, as_json) -> None:
     with StreamSession(bundle, threads=threads) as session:
         names = session.bundle.manifest["model"].get("class_names")
         layout = session.layout
-        sequence = np.asarray(sequence)
-        if sequence.ndim == 3 and sequence.shape[0] == 1:
-            sequence = sequence[0]
-        if sequence.ndim != 2 or sequence.shape[1] != layout.features or len(sequence) % layout.chunk:
-            raise InputError(
-                f"{input_path} has shape {list(sequence.shape)}; this bundle takes (frames, {layout.features}) "
-                f"with frames a multiple of {layout.chunk}"
-            )
+        sequence = session.as_sequence(sequence)
         table = Table(title=f"{bundle}: {len(sequence)} frames, {layout.chunk} per call ({session.runtime.name})")
         for col in ("frames", "prediction", "probability", "ms", *(("spike rate",) if layout.spikes_output else ())):
             table.add_column(col, justify="right")

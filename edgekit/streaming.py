@@ -131,8 +131,8 @@ class StreamSession:
             self.last_spikes = outputs[self.layout.spikes_output][0]
         return outputs[self.layout.logits_output][0]
 
-    def run(self, sequence: np.ndarray) -> np.ndarray:
-        """Push a whole (T, features) sequence chunk by chunk from the current state: (T, classes)."""
+    def as_sequence(self, sequence: np.ndarray) -> np.ndarray:
+        """``sequence`` as (frames, features) with frames a multiple of the chunk, or one InputError saying why not."""
         sequence = np.asarray(sequence)
         if sequence.ndim == 3 and sequence.shape[0] == 1:
             sequence = sequence[0]
@@ -142,8 +142,21 @@ class StreamSession:
             raise InputError(
                 f"{len(sequence)} frames do not split into chunks of {self.layout.chunk}; pad or trim the sequence"
             )
-        chunk = self.layout.chunk
-        return np.concatenate([self.push(sequence[i : i + chunk]) for i in range(0, len(sequence), chunk)])
+        return sequence
+
+    def run(self, sequence: np.ndarray) -> np.ndarray:
+        """Push a whole (T, features) sequence chunk by chunk from the current state: (T, classes)."""
+        return self.run_recording(sequence)[0]
+
+    def run_recording(self, sequence: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """As :meth:`run`, plus every neuron's spikes (neurons, T) for a spiking model (None otherwise)."""
+        sequence, chunk = self.as_sequence(sequence), self.layout.chunk
+        predictions, spikes = [], []
+        for start in range(0, len(sequence), chunk):
+            predictions.append(self.push(sequence[start : start + chunk]))
+            if self.last_spikes is not None:
+                spikes.append(self.last_spikes)
+        return np.concatenate(predictions), (np.concatenate(spikes, axis=-1) if spikes else None)
 
     def close(self) -> None:
         self.runtime.close()

@@ -170,6 +170,7 @@ class SpikeAgreement:
     flipped: int  # spikes that differ at that first step (0: the trains agree)
     near_threshold: bool  # whether the first differing neuron was within the margin of the threshold
     margin: float
+    neurons: int  # spike trains compared
 
     @property
     def explained(self) -> bool:
@@ -183,8 +184,8 @@ def compare_spikes(reference: np.ndarray, candidate: np.ndarray, potentials: np.
         raise ValueError(f"spike trains differ in shape: {candidate.shape} vs reference {reference.shape}")
     differs = reference != candidate
     if not differs.any():
-        return SpikeAgreement(reference.shape[-1], 0, False, margin)
+        return SpikeAgreement(reference.shape[-1], 0, False, margin, reference.shape[0])
     step = int(np.argmax(differs.any(axis=0)))
     neuron = int(np.argmax(differs[:, step]))
     near = bool(abs(float(potentials[neuron, step]) - threshold) <= margin)
-    return SpikeAgreement(step, int(differs[:, step].sum()), near, margin)
+    return SpikeAgreement(step, int(differs[:, step].sum()), near, margin, reference.shape[0])

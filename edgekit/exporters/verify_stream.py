@@ -33,40 +33,43 @@ def reference_steps(whole: ModelSpec, sequence: np.ndarray) -> tuple[np.ndarray,
 def stream_sequence(session: StreamSession, sequence: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """The bundle's prediction after each frame (T, classes) and its spikes (neurons, T) from the zero state."""
     session.reset()
-    chunk = session.layout.chunk
-    predictions, spikes = [], []
-    for start in range(0, sequence.shape[1], chunk):
-        predictions.append(session.push(sequence[0, start : start + chunk]))
-        if session.last_spikes is not None:
-            spikes.append(session.last_spikes)
-    return np.concatenate(predictions), (np.concatenate(spikes, axis=-1) if spikes else None)
+    return session.run_recording(sequence)
+
+
+def stream_agreement(
+    whole: ModelSpec, session: StreamSession, sequence: np.ndarray, margin: float
+) -> tuple[np.ndarray, np.ndarray, SpikeAgreement | None]:
+    """PyTorch's and the bundle's per-frame predictions for one (1, T, F) sequence, cut at a spike flip, and
+    (spiking models) how the spike trains compare."""
+    want, want_spikes, potentials = reference_steps(whole, sequence)
+    got, got_spikes = stream_sequence(session, sequence)
+    if want_spikes is None or got_spikes is None:
+        return want, got, None
+    agreement = compare_spikes(want_spikes, got_spikes, potentials, lif_threshold(whole.module), margin)
+    return want[: agreement.compared_steps], got[: agreement.compared_steps], agreement
 
 
 def validate_stream(whole: ModelSpec, bundle_dir: Path, options: ExportOptions) -> ValidationResult:
     sequences = [whole.example_inputs[0].numpy()]
     sequences += [s[whole.input_names[0]] for s in make_inputs(whole.input_specs, options.validation_samples - 1,
                                                                  seed=options.seed)]  # fmt: skip
-    threshold = _threshold(whole.module)
     reference, candidate, agreements = [], [], []
     with StreamSession(bundle_dir) as session:
         for sequence in sequences:
-            want, want_spikes, potentials = reference_steps(whole, sequence)
-            got, got_spikes = stream_sequence(session, sequence)
-            steps = len(want)
-            if want_spikes is not None and got_spikes is not None:
-                agreement = compare_spikes(want_spikes, got_spikes, potentials, threshold, options.tolerance.atol)
+            want, got, agreement = stream_agreement(whole, session, sequence, options.tolerance.atol)
+            if agreement is not None:
                 agreements.append(agreement)
-                steps = agreement.compared_steps
             # one sample per frame: the predictions of every step are judged, up to a spike flip
-            reference += [{"logits": row} for row in want[:steps]]
-            candidate += [{"logits": row} for row in got[:steps]]
-    if not reference:  # every sequence flipped at its first frame: nothing left to compare
-        reference, candidate = [{"logits": np.zeros(1)}], [{"logits": np.ones(1)}]
+            reference += [{"logits": row} for row in want]
+            candidate += [{"logits": row} for row in got]
+    spike_check = _spike_summary(agreements, sequences[0].shape[1]) if agreements else None
+    if not reference:  # every sequence flipped at its first frame: no prediction was compared, so nothing passes
+        return ValidationResult(False, float("nan"), options.tolerance.atol, float("nan"), None, len(sequences),
+                                options.tolerance, (spike_check,) if spike_check else ())  # fmt: skip
     result = compare(reference, candidate, options.tolerance, classify=whole.task == "classification")
     result = replace(result, samples=len(sequences))
-    if not agreements:
+    if spike_check is None:
         return result
-    spike_check = _spike_summary(agreements, sequences[0].shape[1])
     return replace(result, passed=result.passed and spike_check["passed"],
                    per_output=(*result.per_output, spike_check))  # fmt: skip
 
@@ -85,7 +88,7 @@ def _spike_summary(agreements: list[SpikeAgreement], steps: int) -> dict:
     }
 
 
-def _threshold(module: torch.nn.Module) -> float:
+def lif_threshold(module: torch.nn.Module) -> float:
     thresholds = {m.threshold for m in module.modules() if isinstance(m, LIF)}
     if len(thresholds) > 1:
         raise ValueError(f"LIF neurons with different thresholds {sorted(thresholds)}: compare them one by one")

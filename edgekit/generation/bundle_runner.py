@@ -11,7 +11,7 @@ import numpy as np
 from edgekit import runtimes
 from edgekit.bundle import Bundle, read_bundle
 from edgekit.errors import BundleError
-from edgekit.generation.tokenizer import ByteTokenizer
+from edgekit.generation.tokenizer import tokenizer_from_json
 
 
 class BundleSeq2SeqRunner:
@@ -23,12 +23,7 @@ class BundleSeq2SeqRunner:
                 f"{self.bundle.path} is not an encoder-decoder bundle (no extras.seq2seq in its manifest)"
             )
         self.layout = layout
-        tokenizer = dict(layout["tokenizer"])
-        if tokenizer.pop("kind", None) != "bytes":
-            raise BundleError(
-                f"{self.bundle.path}: tokenizer {layout['tokenizer'].get('kind')!r} is not supported here"
-            )
-        self.tokenizer = ByteTokenizer(**tokenizer)
+        self.tokenizer = tokenizer_from_json(layout["tokenizer"], self.bundle.path)
         self.max_source, self.max_target = int(layout["max_source"]), int(layout["max_target"])
         self.encoder = runtimes.load(self.bundle, "encoder", threads=threads)
         self.decoder = runtimes.load(self.bundle, "decoder_step", threads=threads)
@@ -51,10 +46,7 @@ class BundleSeq2SeqRunner:
             raise BundleError(f"{self.bundle.path}: the graphs disagree in cache layout: {problems[0]}; re-export it")
 
     def start(self, source: list[int]) -> None:
-        src = np.full((1, self.max_source), self.tokenizer.pad_id, dtype=np.int32)
-        self._mask = np.zeros((1, self.max_source), dtype=np.float32)
-        src[0, : len(source)] = source
-        self._mask[0, : len(source)] = 1.0
+        src, self._mask = self.tokenizer.pad(source, self.max_source)
         self._cross = self.encoder.run({"src": src, "src_mask": self._mask})
         self._cache = {
             n: np.zeros(self.layout["cache"]["shape"], dtype=np.float32) for n in self.layout["cache"]["inputs"]

@@ -9,13 +9,13 @@ from typing import Protocol
 import numpy as np
 
 from edgekit.errors import InputError
-from edgekit.generation.tokenizer import ByteTokenizer
+from edgekit.generation.tokenizer import Tokenizer
 
 
 class Seq2SeqRunner(Protocol):
     """What generation needs from an encoder-decoder, wherever it runs."""
 
-    tokenizer: ByteTokenizer
+    tokenizer: Tokenizer
     max_source: int  # source tokens the encoder takes
     max_target: int  # decoder positions the KV cache holds
 
@@ -85,12 +85,17 @@ def generate(
     stops = set(stop_ids if stop_ids is not None else (tok.eos_id,))
     choose = sampling.chooser()
     runner.start(source)
-    token, generated = tok.bos_id, []
+    token, generated, shown = tok.bos_id, [], ""
     for position in range(max_new_tokens):
         token = choose(runner.step(token, position))
         if token in stops:
             return Generation(tuple(generated), tok.decode(generated), "stop token")
         generated.append(token)
         if on_token:
-            on_token(token, tok.decode([token]) if token < 256 else "")
+            # the text this token adds: decoding the whole output keeps subword spacing right, and a multi-byte
+            # character is held back until its last byte has come
+            text = tok.decode(generated)
+            piece = "" if text.endswith("\ufffd") else text[len(shown) :]
+            shown += piece
+            on_token(token, piece)
     return Generation(tuple(generated), tok.decode(generated), "max new tokens")

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -28,16 +29,14 @@ class Seq2SeqTrainResult:
 def batch_tensors(pairs: list[tuple[str, str]], model: EncoderDecoder, tok: ByteTokenizer):
     """Source ids + mask (B, max_source), decoder inputs BOS + target (B, T) and labels target + EOS (-100 pad)."""
     cfg = model.cfg
-    src = torch.full((len(pairs), cfg.max_source), tok.pad_id, dtype=torch.int64)
-    mask = torch.zeros(len(pairs), cfg.max_source)
+    sources = [tok.pad(tok.encode(source, cfg.max_source, "source"), cfg.max_source) for source, _ in pairs]
+    src = torch.from_numpy(np.concatenate([s for s, _ in sources]))
+    mask = torch.from_numpy(np.concatenate([m for _, m in sources]))
     longest = max(len(t.encode()) for _, t in pairs) + 1
     dec_in = torch.full((len(pairs), longest), tok.pad_id, dtype=torch.int64)
     labels = torch.full((len(pairs), longest), -100, dtype=torch.int64)
-    for i, (source, target) in enumerate(pairs):
-        s = tok.encode(source, cfg.max_source, "source")
+    for i, (_, target) in enumerate(pairs):
         t = tok.encode(target, cfg.max_target - 1, "target")
-        src[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1.0
         dec_in[i, : len(t) + 1] = torch.tensor([tok.bos_id, *t])
         labels[i, : len(t) + 1] = torch.tensor([*t, tok.eos_id])
     return src, mask, dec_in, labels

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgekit.models.layers import nontrivial_norm_statistics
 from edgekit.models.spec import ModelSpec, register_model
 
 
@@ -39,12 +40,7 @@ def cnn_small(
     if img_size % (2 ** (len(widths) - 1)):
         raise ValueError(f"img_size {img_size} must be divisible by {2 ** (len(widths) - 1)} for {len(widths)} stages")
     module = SmallCNN(in_chans, num_classes, widths)
-    # Non-trivial BN statistics, so that a fresh model already exercises the BN arithmetic in every format.
-    generator = torch.Generator().manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+    nontrivial_norm_statistics(module)
     classes = tuple(str(i) for i in range(num_classes)) if num_classes == 10 else None
     return ModelSpec(
         name="cnn_small",

@@ -157,3 +157,22 @@ def init_linear_weights(module: nn.Module) -> None:
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)
         nn.init.zeros_(module.bias)
+
+
+def step_slice(x: torch.Tensor, index: int, dim: int) -> torch.Tensor:
+    """``x`` at ``index`` along ``dim``, keeping the dim; ``x`` itself when that dim has length 1.
+
+    Time loops (LIF neurons, the LMU recurrence, KV-cache writes) slice one step at a time: a slice lowers into
+    XNNPACK where a select does not, and a slice that covers the whole dim lowers to an ``alias_copy`` it leaves out.
+    """
+    return x if x.shape[dim] == 1 else x.narrow(dim, index, 1)
+
+
+def nontrivial_norm_statistics(module: nn.Module, seed: int = 0) -> None:
+    """Random running statistics for every BatchNorm, so that a fresh model already exercises the BN arithmetic
+    (and its folding) in every format instead of an identity."""
+    generator = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekit.models.layers import step_slice
+
 FORMS = ("fft", "conv", "recurrent")
 
 
@@ -101,7 +103,6 @@ class LMUMemory(nn.Module):
         m = m0 if m0 is not None else u.new_zeros(batch, self.order)
         out = []
         for t in range(u.shape[-1]):  # slices and reshapes, not selects and stacks: they stay on XNNPACK
-            u_t = u if u.shape[-1] == 1 else u[:, :, t : t + 1]  # a no-op slice would lower to an alias op
-            m = m @ self.a_bar_t + u_t.reshape(batch, 1) * self.b_bar
+            m = m @ self.a_bar_t + step_slice(u, t, -1).reshape(batch, 1) * self.b_bar
             out.append(m.reshape(batch, self.order, 1))
         return out[0] if len(out) == 1 else torch.cat(out, dim=-1)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekit.models.layers import nontrivial_norm_statistics, step_slice
 from edgekit.models.lmu import LMUMemory
 from edgekit.models.spec import ModelSpec, register_model
 from edgekit.models.spiking import LIF
@@ -133,9 +134,8 @@ class RunningMean(nn.Module):
     def forward(self, z: torch.Tensor, total: torch.Tensor, count: torch.Tensor):
         batch, classes = z.shape[0], z.shape[1]
         outs = []
-        for t in range(z.shape[-1]):  # slices and reshapes, not selects and stacks: they stay on XNNPACK
-            z_t = z if z.shape[-1] == 1 else z[..., t : t + 1]  # a no-op slice would lower to an alias op
-            total = total + z_t.reshape(batch, classes)
+        for t in range(z.shape[-1]):  # reshapes, not squeezes and stacks: they stay on XNNPACK
+            total = total + step_slice(z, t, -1).reshape(batch, classes)
             count = count + 1.0
             outs.append((total / count).reshape(batch, 1, classes))
         return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)), total, count  # (B, K, classes)
@@ -234,7 +234,7 @@ def _register(name: str, spiking: bool, description: str) -> None:
         # theta: the memory's window in frames (0: the sequence length)
         module = LMUFormer(in_features, seq_len, dim, order, theta or seq_len, depth, num_classes, mlp_ratio,
                            spiking, lmu_form)  # fmt: skip
-        _nontrivial_norm_statistics(module)
+        nontrivial_norm_statistics(module)
         return ModelSpec(
             name=name,
             family="lmuformer",
@@ -248,15 +248,6 @@ def _register(name: str, spiking: bool, description: str) -> None:
         )
 
     register_model(name, family="lmuformer", description=description, streams=True)(factory)
-
-
-def _nontrivial_norm_statistics(module: nn.Module) -> None:
-    # A fresh model then already exercises the BN arithmetic (and, spiking, fires) in every format.
-    generator = torch.Generator().manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm1d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
 
 
 _register("lmuformer", False, "LMUFormer: causal conv embedding, Legendre-memory token mixer, per-frame head "

@@ -13,11 +13,17 @@ explicit input and output (the Stateful Conformer pattern of PAPERS.md section 7
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from edgekit.generation.tokenizer import ByteTokenizer, Tokenizer
+from edgekit.models.layers import step_slice
+from edgekit.models.spec import ModelSpec, SubGraph, register_model, with_named_inputs
 
 
 @dataclass(frozen=True)
@@ -134,25 +140,42 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """Queries from ``x`` against keys/values (B, kv_heads, Tk, D). ``mask`` is additive, (B, 1, Tk) (the
         same for every query: padding, or a one-token decode step) or (B, Tq, Tk)."""
-        cfg = self.cfg
-        q = self._split(self.q(x), cfg.heads)
+        q = self._split(self.q(x), self.cfg.heads)
         if rope is not None:
             q = apply_rotary(q, *rope, self.rotate_half)
-        b, _, tq, d = q.shape
-        tk, group, kvh = k.shape[2], cfg.heads // cfg.kv_heads, cfg.kv_heads
-        # the query heads of one group share their key/value head: fold the group into the query axis, and
-        # batch and KV heads into the bmm batch (3-D products: XNNPACK leaves 4-D ones with expand copies)
-        q = q.reshape(b * kvh, group * tq, d)
-        k3, v3 = k.reshape(b * kvh, tk, d), v.reshape(b * kvh, tk, d)
-        scores = torch.bmm(q, k3.transpose(1, 2)) * d**-0.5  # (B * kv_heads, group * Tq, Tk)
-        if mask is not None and mask.shape[1] == 1:
-            scores = (scores.reshape(b, kvh * group * tq, tk) + mask).reshape(b * kvh, group * tq, tk)
-        elif mask is not None:
-            scores = scores.reshape(b, kvh, group, tq, tk) + mask.reshape(mask.shape[0], 1, 1, tq, tk)
-            scores = scores.reshape(b * kvh, group * tq, tk)
-        out = torch.bmm(torch.softmax(scores, dim=-1), v3)  # (B * kv_heads, group * Tq, D)
-        out = out.reshape(b, cfg.heads, tq, d).transpose(1, 2).reshape(b, tq, cfg.heads * d)
-        return self.o(out)
+        return self.o(grouped_attention(q, k, v, self.cfg.kv_heads, self.cfg.head_dim**-0.5, mask))
+
+
+def grouped_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    kv_heads: int,
+    scale: float,
+    mask: torch.Tensor | None,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """softmax(q k^T * scale + bias + mask) v for queries (B, H, Tq, D) and keys/values (B, kv_heads, Tk, D),
+    merged back to (B, Tq, H * D). ``mask`` is additive, (B, 1, Tk) (the same for every query: padding, or a
+    one-token decode step) or (B, Tq, Tk); ``bias`` (1 or B, H, Tq, Tk) is per head (T5's position bias)."""
+    b, heads, tq, d = q.shape
+    tk, group = k.shape[2], heads // kv_heads
+    # the query heads of one group share their key/value head: fold the group into the query axis, and
+    # batch and KV heads into the bmm batch (3-D products: XNNPACK leaves 4-D ones with expand copies)
+    q = q.reshape(b * kv_heads, group * tq, d)
+    k3, v3 = k.reshape(b * kv_heads, tk, d), v.reshape(b * kv_heads, tk, d)
+    scores = torch.bmm(q, k3.transpose(1, 2))  # (B * kv_heads, group * Tq, Tk)
+    if scale != 1.0:
+        scores = scores * scale
+    if bias is not None:  # query head h = kv head * group + g: the (B, H, Tq, Tk) view of the scores
+        scores = (scores.reshape(b, heads, tq, tk) + bias).reshape(b * kv_heads, group * tq, tk)
+    if mask is not None and mask.shape[1] == 1:
+        scores = (scores.reshape(b, heads * tq, tk) + mask).reshape(b * kv_heads, group * tq, tk)
+    elif mask is not None:
+        scores = scores.reshape(b, kv_heads, group, tq, tk) + mask.reshape(mask.shape[0], 1, 1, tq, tk)
+        scores = scores.reshape(b * kv_heads, group * tq, tk)
+    out = torch.bmm(torch.softmax(scores, dim=-1), v3)  # (B * kv_heads, group * Tq, D)
+    return out.reshape(b, heads, tq, d).transpose(1, 2).reshape(b, tq, heads * d)
 
 
 class FeedForward(nn.Module):
@@ -205,9 +228,10 @@ def causal_mask(steps: int) -> torch.Tensor:
     return torch.triu(torch.full((steps, steps), NEG_INF), diagonal=1)
 
 
-def cache_plan(position: torch.Tensor, tokens: int, slots: int, head_dim: int, theta: float):
+def cache_plan(position: torch.Tensor, tokens: int, slots: int):
     """For ``tokens`` new tokens from ``position`` (a float (1,) tensor): the one-hot write rows (tokens, slots),
-    the additive visibility mask (1, tokens, slots) (a token sees the slots up to its own) and the rotary tables.
+    the additive visibility mask (1, tokens, slots) (a token sees the slots up to its own) and the tokens'
+    positions (tokens, 1).
 
     Built from float arithmetic on constants (relu(1 - |slot - p|) is exactly one-hot for integer p), so the
     graph needs no integer comparison, cast or arange.
@@ -216,18 +240,19 @@ def cache_plan(position: torch.Tensor, tokens: int, slots: int, head_dim: int, t
     index = float_range(0, slots).reshape(1, slots)
     write = torch.relu(1.0 - torch.abs(index - steps))
     visible = (torch.clamp(index - steps, 0.0, 1.0) * NEG_INF).reshape(1, tokens, slots)
-    return write, visible, rotary(steps, head_dim, theta)
+    return write, visible, steps
 
 
-def cached_self_attention(layer, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None, write, rope):
-    """The layer's cache (B, kv_heads, slots, D) with the new tokens' keys/values written into their slots.
+def write_cache(
+    cache: tuple[torch.Tensor, torch.Tensor] | None, k: torch.Tensor, v: torch.Tensor, write: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cache (B, kv_heads, slots, D) with the new tokens' keys/values (B, kv_heads, K, D) in their slots.
 
     A one-hot blend rather than indexing: no data-dependent gather or scatter, so every runtime can run it,
     and the cache keeps its fixed shape.
     """
-    k, v = layer.self_attn.project_kv(layer.norm1(x), rope)  # (B, kv_heads, K, D)
     count, slots = write.shape
-    places = [(write if count == 1 else write[i : i + 1]).reshape(1, 1, slots, 1) for i in range(count)]
+    places = [step_slice(write, i, 0).reshape(1, 1, slots, 1) for i in range(count)]
     keep = 1.0 - sum(places[1:], places[0])
     # a broadcast multiply per new token (a decode step has one): XNNPACK mis-sizes a 2-D @ 4-D product.
     # No cache (a prefill from nothing): the new keys/values alone, no zero tensor for the graph to materialise.
@@ -235,12 +260,15 @@ def cached_self_attention(layer, x: torch.Tensor, cache: tuple[torch.Tensor, tor
     if cache is not None:
         new_k, new_v = cache[0] * keep, cache[1] * keep
     for i, place in enumerate(places):
-        k_i = k if k.shape[2] == 1 else k[:, :, i : i + 1]
-        v_i = v if v.shape[2] == 1 else v[:, :, i : i + 1]
-        add_k, add_v = place * k_i, place * v_i
+        add_k, add_v = place * step_slice(k, i, 2), place * step_slice(v, i, 2)
         new_k = add_k if new_k is None else new_k + add_k
         new_v = add_v if new_v is None else new_v + add_v
     return new_k, new_v
+
+
+def cached_self_attention(layer, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None, write, rope):
+    """The layer's cache with the new tokens' (rotated) keys/values written in (see :func:`write_cache`)."""
+    return write_cache(cache, *layer.self_attn.project_kv(layer.norm1(x), rope), write)
 
 
 class EncoderDecoder(nn.Module):
@@ -281,7 +309,8 @@ class EncoderDecoder(nn.Module):
         """New token(s) (B, K) from ``position`` (a float (1,) tensor) -> next-token logits (B, vocab) after
         the last of them, and the new cache (see :func:`cached_self_attention`)."""
         cfg = self.cfg
-        write, visible, rope = cache_plan(position, tokens.shape[1], cfg.max_target, cfg.head_dim, cfg.rope_theta)
+        write, visible, steps = cache_plan(position, tokens.shape[1], cfg.max_target)
+        rope = rotary(steps, cfg.head_dim, cfg.rope_theta)
         cross_mask = padding_mask(src_mask)
         # a single token's visibility is a key mask; several (prefill) need one row each
         visible = visible.reshape(1, 1, -1) if tokens.shape[1] == 1 else visible
@@ -291,7 +320,7 @@ class EncoderDecoder(nn.Module):
             self_kv = cached_self_attention(layer, x, layer_cache, write, rope)
             new_cache.append(self_kv)
             x = layer(x, self_kv, visible, rope, kv, cross_mask)
-        last = x if x.shape[1] == 1 else x[:, -1:]
+        last = step_slice(x, x.shape[1] - 1, 1)
         logits = F.linear(self.decoder_norm(last), self.embed.weight)
         return logits.reshape(logits.shape[0], logits.shape[2]), new_cache
 
@@ -337,7 +366,8 @@ class DecoderOnly(nn.Module):
         """Token(s) (B, K) from ``position``: the prompt in one call (prefill, ``cache`` None: nothing before
         it), then one token a call."""
         cfg = self.cfg
-        write, visible, rope = cache_plan(position, tokens.shape[1], self.cache_slots, cfg.head_dim, cfg.rope_theta)
+        write, visible, steps = cache_plan(position, tokens.shape[1], self.cache_slots)
+        rope = rotary(steps, cfg.head_dim, cfg.rope_theta)
         visible = visible.reshape(1, 1, -1) if tokens.shape[1] == 1 else visible
         x = self.embed(tokens)
         new_cache = []
@@ -345,7 +375,7 @@ class DecoderOnly(nn.Module):
             self_kv = cached_self_attention(block, x, block_cache, write, rope)
             new_cache.append(self_kv)
             x = block(x, self_kv, visible, rope)
-        last = x if x.shape[1] == 1 else x[:, -1:]
+        last = step_slice(x, x.shape[1] - 1, 1)
         logits = F.linear(self.norm(last), self.embed.weight)
         return logits.reshape(logits.shape[0], logits.shape[2]), new_cache
 
@@ -379,6 +409,41 @@ def parameter_count(module: nn.Module) -> int:
 
 # -- export: the graphs a device runs, and their registration --------------------------------------------
 
+# The config values a preset exposes as options (rope_theta and eps stay the paper's).
+CONFIG_OPTIONS = ("d_model", "encoder_layers", "decoder_layers", "heads", "kv_heads", "head_dim", "ffn_dim",
+                  "max_source", "max_target", "vocab_size")  # fmt: skip
+
+
+def _to_3d(t: torch.Tensor) -> torch.Tensor:
+    """(1, kv_heads, T, D) -> (kv_heads, T, D) at the graph boundary: ExecuTorch's XNNPACK delegate reports a 4-D
+    delegate output in its channels-last order (and the runtime then refuses to resize the static output)."""
+    return t.reshape(t.shape[1], t.shape[2], t.shape[3])
+
+
+def _pairs(flat: list[torch.Tensor], cfg: Seq2SeqConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Graph-boundary K/V tensors (k_0, v_0, k_1, v_1 ...) as the model's per-layer 4-D (k, v) pairs."""
+    full = [t.reshape(1, cfg.kv_heads, t.shape[1], cfg.head_dim) for t in flat]
+    return list(zip(full[0::2], full[1::2], strict=True))
+
+
+def _flat(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+    return tuple(_to_3d(t) for pair in pairs for t in pair)
+
+
+def _kv_names(prefix: str, layers: int, suffix: str = "") -> tuple[str, ...]:
+    return tuple(f"{prefix}_{kind}_{i}{suffix}" for i in range(layers) for kind in ("k", "v"))
+
+
+def _kv_examples(cfg: Seq2SeqConfig, layers: int, steps: int) -> tuple[torch.Tensor, ...]:
+    """Zero K/V of the boundary shape: example inputs known from the config, without running the model."""
+    return tuple(torch.zeros(cfg.kv_heads, steps, cfg.head_dim) for _ in range(2 * layers))
+
+
+def _cache_layout(shape: tuple[int, ...], layers: int, initial: str) -> dict:
+    return {"shape": list(shape), "inputs": list(_kv_names("self", layers)),
+            "outputs": list(_kv_names("self", layers, "_out")), "initial": initial,
+            "write": "one-hot at position"}  # fmt: skip
+
 
 class _EncoderGraph(nn.Module):
     """(src, src_mask) -> cross_k_0, cross_v_0, ...: the encoder and every decoder layer's cross K/V, once."""
@@ -389,8 +454,7 @@ class _EncoderGraph(nn.Module):
 
     def run(self, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         src, src_mask = args
-        kv = self.model.cross_kv(self.model.encode(src, src_mask))
-        return tuple(_to_3d(t) for pair in kv for t in pair)
+        return _flat(self.model.cross_kv(self.model.encode(src, src_mask)))
 
 
 class _DecoderStepGraph(nn.Module):
@@ -402,46 +466,32 @@ class _DecoderStepGraph(nn.Module):
 
     def run(self, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         tokens, position, src_mask, *rest = args
-        layers, cfg = len(self.model.decoder), self.model.cfg
-        rest = [t.reshape(1, cfg.kv_heads, t.shape[1], cfg.head_dim) for t in rest]
-        cache = [(rest[2 * i], rest[2 * i + 1]) for i in range(layers)]
-        cross = [(rest[2 * layers + 2 * i], rest[2 * layers + 2 * i + 1]) for i in range(layers)]
-        logits, new_cache = self.model.decode_step(tokens, position, cache, cross, src_mask)
-        return (logits, *(_to_3d(t) for pair in new_cache for t in pair))
+        kv = _pairs(rest, self.model.cfg)
+        layers = self.model.cfg.decoder_layers
+        logits, new_cache = self.model.decode_step(tokens, position, kv[:layers], kv[layers:], src_mask)
+        return (logits, *_flat(new_cache))
 
 
-def _to_3d(t: torch.Tensor) -> torch.Tensor:
-    """(1, kv_heads, T, D) -> (kv_heads, T, D) at the graph boundary: ExecuTorch's XNNPACK delegate reports a 4-D
-    delegate output in its channels-last order (and the runtime then refuses to resize the static output)."""
-    return t.reshape(t.shape[1], t.shape[2], t.shape[3])
+def seq2seq_graphs(model: nn.Module, tokenizer: Tokenizer | None = None) -> tuple[tuple[SubGraph, ...], dict]:
+    """The encoder and decoder-step SubGraphs of ``model`` and the manifest's ``seq2seq`` layout.
 
-
-def _kv_names(prefix: str, layers: int, suffix: str = "") -> tuple[str, ...]:
-    return tuple(f"{prefix}_{kind}_{i}{suffix}" for i in range(layers) for kind in ("k", "v"))
-
-
-def seq2seq_graphs(model: EncoderDecoder) -> tuple[tuple, dict]:
-    """The encoder and decoder-step SubGraphs of ``model`` and the manifest's ``seq2seq`` layout."""
-    from edgekit.generation.tokenizer import ByteTokenizer
-    from edgekit.models.spec import SubGraph, with_named_inputs
-
-    cfg, layers = model.cfg, len(model.decoder)
-    tok = ByteTokenizer()
+    ``model`` is any encoder-decoder with this module's device interface (``encode``, ``cross_kv``,
+    ``decode_step``) and a config naming ``kv_heads``, ``head_dim``, ``decoder_layers``, ``max_source`` and
+    ``max_target``: :class:`EncoderDecoder`, or a checkpoint family such as T5 or BART.
+    """
+    cfg = model.cfg
+    layers = cfg.decoder_layers
+    tok = tokenizer or ByteTokenizer()
     # int32 ids: LiteRT lowers int64 to int32 anyway, and every runtime takes int32 indices
-    src = torch.full((1, cfg.max_source), tok.pad_id, dtype=torch.int32)
-    src[0, :3] = torch.tensor([104, 105, 33], dtype=torch.int32)
-    src_mask = torch.zeros(1, cfg.max_source)
-    src_mask[0, :3] = 1.0
-    encoder = with_named_inputs(_EncoderGraph, 2)(model).eval()
-    with torch.no_grad():
-        cross = encoder(src, src_mask)
-    cache = [_to_3d(t) for pair in model.empty_cache() for t in pair]
-    step_inputs = (torch.tensor([[tok.bos_id]], dtype=torch.int32), torch.tensor([0.0]), src_mask,
-                   *cache, *cross)  # fmt: skip
-    decoder = with_named_inputs(_DecoderStepGraph, len(step_inputs))(model).eval()
+    ids = [i % tok.vocab_size for i in (104, 105, 33)]
+    src, src_mask = (torch.from_numpy(a) for a in tok.pad(ids, cfg.max_source))
+    cache = _kv_examples(cfg, layers, cfg.max_target)
+    step_inputs = (torch.tensor([[tok.bos_id]], dtype=torch.int32), torch.tensor([0.0]), src_mask, *cache,
+                   *_kv_examples(cfg, layers, cfg.max_source))  # fmt: skip
     graphs = (
-        SubGraph("encoder", encoder, (src, src_mask), ("src", "src_mask"), _kv_names("cross", layers)),
-        SubGraph("decoder_step", decoder, step_inputs,
+        SubGraph("encoder", with_named_inputs(_EncoderGraph, 2)(model).eval(), (src, src_mask), ("src", "src_mask"),
+                 _kv_names("cross", layers)),
+        SubGraph("decoder_step", with_named_inputs(_DecoderStepGraph, len(step_inputs))(model).eval(), step_inputs,
                  ("tokens", "position", "src_mask", *_kv_names("self", layers), *_kv_names("cross", layers)),
                  ("logits", *_kv_names("self", layers, "_out"))),
     )  # fmt: skip
@@ -450,54 +500,10 @@ def seq2seq_graphs(model: EncoderDecoder) -> tuple[tuple, dict]:
         "max_source": cfg.max_source,
         "max_target": cfg.max_target,
         "decoder_layers": layers,
-        "cache": {"shape": list(cache[0].shape), "inputs": list(_kv_names("self", layers)),
-                  "outputs": list(_kv_names("self", layers, "_out")), "initial": "zeros",
-                  "write": "one-hot at position"},
+        "cache": _cache_layout(cache[0].shape, layers, "zeros"),
         "cross": {"from": "encoder", "names": list(_kv_names("cross", layers))},
-    }  # fmt: skip
+    }
     return graphs, layout
-
-
-def _register(name: str, preset: str) -> None:
-    from edgekit.models.spec import ModelSpec, register_model
-
-    base = SEQ2SEQ_CONFIGS[preset]
-
-    def factory(
-        d_model: int = base.d_model,
-        encoder_layers: int = base.encoder_layers,
-        decoder_layers: int = base.decoder_layers,
-        heads: int = base.heads,
-        kv_heads: int = base.kv_heads,
-        head_dim: int = base.head_dim,
-        ffn_dim: int = base.ffn_dim,
-        max_source: int = base.max_source,
-        max_target: int = base.max_target,
-        vocab_size: int = base.vocab_size,
-    ) -> ModelSpec:
-        cfg = Seq2SeqConfig(vocab_size=vocab_size, d_model=d_model, encoder_layers=encoder_layers,
-                            decoder_layers=decoder_layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                            ffn_dim=ffn_dim, max_source=max_source, max_target=max_target)  # fmt: skip
-        model = EncoderDecoder(cfg).eval()
-        graphs, layout = seq2seq_graphs(model)
-        teacher = (graphs[0].example_inputs[0], graphs[0].example_inputs[1],
-                   torch.tensor([[257, 104]], dtype=torch.int32))  # fmt: skip
-        return ModelSpec(
-            name=name, family="seq2seq", module=model, example_inputs=teacher,
-            input_names=("src", "src_mask", "tgt"), output_names=("logits",),
-            config={k: v for k, v in cfg.__dict__.items() if k not in ("rope_theta", "eps")},
-            task="seq2seq", graphs=graphs, extras={"seq2seq": layout},
-        )  # fmt: skip
-
-    register_model(name, family="seq2seq", description=f"encoder-decoder SLM ({preset}): GQA, RoPE, RMSNorm, "
-                   "tied embedding; exported as encoder + decoder-step graphs with a KV cache")(factory)  # fmt: skip
-
-
-for _name, _preset in (("seq2seq_tiny", "tiny"), ("seq2seq_30m", "30m"), ("seq2seq_330m", "330m")):
-    _register(_name, _preset)
-
-
-# -- the decoder-only twin's graphs ------------------------------------------------------------------------
 
 
 class _PrefillGraph(nn.Module):
@@ -510,7 +516,7 @@ class _PrefillGraph(nn.Module):
     def run(self, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         (tokens,) = args
         logits, cache = self.model.step(tokens, torch.tensor([0.0]), None)
-        return (logits, *(_to_3d(t) for pair in cache for t in pair))
+        return (logits, *_flat(cache))
 
 
 class _TwinStepGraph(nn.Module):
@@ -522,79 +528,80 @@ class _TwinStepGraph(nn.Module):
 
     def run(self, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         tokens, position, *rest = args
-        cfg = self.model.cfg
-        rest = [t.reshape(1, cfg.kv_heads, t.shape[1], cfg.head_dim) for t in rest]
-        cache = [(rest[2 * i], rest[2 * i + 1]) for i in range(self.model.layers)]
-        logits, new_cache = self.model.step(tokens, position, cache)
-        return (logits, *(_to_3d(t) for pair in new_cache for t in pair))
+        logits, new_cache = self.model.step(tokens, position, _pairs(rest, self.model.cfg))
+        return (logits, *_flat(new_cache))
 
 
-def decoder_only_graphs(model: DecoderOnly, prompt_len: int) -> tuple[tuple, dict]:
+def decoder_only_graphs(model: DecoderOnly, prompt_len: int) -> tuple[tuple[SubGraph, ...], dict]:
     """The ``prefill`` (a prompt of exactly ``prompt_len`` tokens) and ``decoder_step`` SubGraphs and their layout."""
-    from edgekit.generation.tokenizer import ByteTokenizer
-    from edgekit.models.spec import SubGraph, with_named_inputs
-
     tok, layers = ByteTokenizer(), model.layers
     if not 1 <= prompt_len < model.cache_slots:
         raise ValueError(f"prompt_len must be in 1..{model.cache_slots - 1}, got {prompt_len}")
     prompt = torch.full((1, prompt_len), 97, dtype=torch.int32)
     prompt[0, -1] = tok.bos_id
-    prefill = with_named_inputs(_PrefillGraph, 1)(model).eval()
-    with torch.no_grad():
-        _, *cache = prefill(prompt)
+    cache = _kv_examples(model.cfg, layers, model.cache_slots)
     step_inputs = (torch.tensor([[97]], dtype=torch.int32), torch.tensor([float(prompt_len)]), *cache)
-    step = with_named_inputs(_TwinStepGraph, len(step_inputs))(model).eval()
+    outputs = ("logits", *_kv_names("self", layers, "_out"))
     graphs = (
-        SubGraph("prefill", prefill, (prompt,), ("tokens",), ("logits", *_kv_names("self", layers, "_out"))),
-        SubGraph("decoder_step", step, step_inputs, ("tokens", "position", *_kv_names("self", layers)),
-                 ("logits", *_kv_names("self", layers, "_out"))),
+        SubGraph("prefill", with_named_inputs(_PrefillGraph, 1)(model).eval(), (prompt,), ("tokens",), outputs),
+        SubGraph("decoder_step", with_named_inputs(_TwinStepGraph, len(step_inputs))(model).eval(), step_inputs,
+                 ("tokens", "position", *_kv_names("self", layers)), outputs),
     )  # fmt: skip
     layout = {
         "tokenizer": tok.to_json(),
         "prompt_len": prompt_len,
         "max_target": model.cache_slots - prompt_len,
         "layers": layers,
-        "cache": {"shape": list(cache[0].shape), "inputs": list(_kv_names("self", layers)),
-                  "outputs": list(_kv_names("self", layers, "_out")), "initial": "written by prefill"},
-    }  # fmt: skip
+        "cache": _cache_layout(cache[0].shape, layers, "written by prefill"),
+    }
     return graphs, layout
 
 
-def _register_twin(name: str, preset: str) -> None:
-    from edgekit.models.spec import ModelSpec, register_model
+def _build_encoder_decoder(name: str, cfg: Seq2SeqConfig) -> ModelSpec:
+    model = EncoderDecoder(cfg).eval()
+    graphs, layout = seq2seq_graphs(model)
+    teacher = (*graphs[0].example_inputs, torch.tensor([[257, 104]], dtype=torch.int32))
+    return ModelSpec(
+        name=name, family="seq2seq", module=model, example_inputs=teacher, input_names=("src", "src_mask", "tgt"),
+        output_names=("logits",), config={k: getattr(cfg, k) for k in CONFIG_OPTIONS}, task="seq2seq",
+        graphs=graphs, extras={"seq2seq": layout},
+    )  # fmt: skip
 
+
+def _build_twin(name: str, cfg: Seq2SeqConfig, prompt_len: int = 0) -> ModelSpec:
+    # the prompt the prefill graph takes: the source bytes and BOS (0: a full-length source)
+    prompt_len = prompt_len or cfg.max_source + 1
+    model = decoder_only_twin(cfg).eval()
+    graphs, layout = decoder_only_graphs(model, prompt_len)
+    config = {**{k: getattr(cfg, k) for k in CONFIG_OPTIONS}, "prompt_len": prompt_len}
+    return ModelSpec(
+        name=name, family="seq2seq", module=model, example_inputs=graphs[0].example_inputs, input_names=("tokens",),
+        output_names=("logits",), config=config, task="seq2seq", graphs=graphs,
+        extras={"decoder_only": {**layout, "layers_for_equal_size": model.layers}},
+    )  # fmt: skip
+
+
+def _register(name: str, preset: str, build: Callable[..., ModelSpec], description: str, **extra: int) -> None:
+    """Register ``build(name, Seq2SeqConfig, **extra)`` with the preset's config values as keyword options.
+
+    The registry reads a factory's options from its signature; here the signature is made from the config
+    fields (plus ``extra``), so that both model kinds and all three presets share one list of options.
+    """
     base = SEQ2SEQ_CONFIGS[preset]
+    options = {**{k: getattr(base, k) for k in CONFIG_OPTIONS}, **extra}
 
-    def factory(
-        d_model: int = base.d_model,
-        encoder_layers: int = base.encoder_layers,
-        decoder_layers: int = base.decoder_layers,
-        heads: int = base.heads,
-        kv_heads: int = base.kv_heads,
-        head_dim: int = base.head_dim,
-        ffn_dim: int = base.ffn_dim,
-        max_source: int = base.max_source,
-        max_target: int = base.max_target,
-        vocab_size: int = base.vocab_size,
-        prompt_len: int = 0,
-    ) -> ModelSpec:
-        # the prompt the prefill graph takes: the source bytes and BOS (0: a full-length source)
-        prompt_len = prompt_len or max_source + 1
-        cfg = Seq2SeqConfig(vocab_size=vocab_size, d_model=d_model, encoder_layers=encoder_layers,
-                            decoder_layers=decoder_layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                            ffn_dim=ffn_dim, max_source=max_source, max_target=max_target)  # fmt: skip
-        model = decoder_only_twin(cfg).eval()
-        graphs, layout = decoder_only_graphs(model, prompt_len)
-        config = {k: v for k, v in cfg.__dict__.items() if k not in ("rope_theta", "eps")}
-        return ModelSpec(
-            name=name, family="seq2seq", module=model, example_inputs=graphs[0].example_inputs,
-            input_names=("tokens",), output_names=("logits",), config={**config, "prompt_len": prompt_len},
-            task="seq2seq", graphs=graphs, extras={"decoder_only": {**layout, "layers_for_equal_size": model.layers}},
-        )  # fmt: skip
+    def factory(**config: int) -> ModelSpec:
+        cfg = replace(base, **{k: v for k, v in config.items() if k in CONFIG_OPTIONS})
+        return build(name, cfg, **{k: v for k, v in config.items() if k in extra})
 
-    register_model(name, family="seq2seq", description=f"the decoder-only twin of seq2seq_{preset} (equal "
-                   "parameters): prefill + decoder-step graphs with a KV cache")(factory)  # fmt: skip
+    factory.__signature__ = inspect.Signature(
+        [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v, annotation=int) for k, v in options.items()]
+    )
+    register_model(name, family="seq2seq", description=description)(factory)
 
 
-for _name, _preset in (("seq2seq_tiny_twin", "tiny"), ("seq2seq_30m_twin", "30m"), ("seq2seq_330m_twin", "330m")):
-    _register_twin(_name, _preset)
+for _preset in SEQ2SEQ_CONFIGS:
+    _register(f"seq2seq_{_preset}", _preset, _build_encoder_decoder, f"encoder-decoder SLM ({_preset}): GQA, RoPE, "
+              "RMSNorm, tied embedding; exported as encoder + decoder-step graphs with a KV cache")  # fmt: skip
+    _register(f"seq2seq_{_preset}_twin", _preset, _build_twin, f"the decoder-only twin of seq2seq_{_preset} (equal "
+              "parameters): prefill + decoder-step graphs with a KV cache", prompt_len=0)  # fmt: skip

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekit.models.layers import step_slice
+
 
 class _SpikeFunction(torch.autograd.Function):
     """Heaviside forward, ``alpha * sigmoid'(alpha x)`` backward."""
@@ -47,7 +49,7 @@ class LIF(nn.Module):
 
     def forward(self, x: torch.Tensor, v0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         # Frames are sliced with their time axis kept (B, C, 1) and reshaped rather than (un)squeezed: slices and
-        # reshapes lower into XNNPACK, selects and squeezes do not.
+        # reshapes lower into XNNPACK, selects and squeezes do not (see layers.step_slice).
         batch, channels = x.shape[0], x.shape[1]
         # v + (x - v) / tau = decay v + x / tau: one division for the whole input, two ops a step
         drive = x / self.tau
@@ -55,7 +57,7 @@ class LIF(nn.Module):
         v = None if v0 is None else v0.reshape(batch, channels, 1)
         spikes, potentials = [], []
         for t in range(x.shape[-1]):
-            drive_t = drive if x.shape[-1] == 1 else drive[..., t : t + 1]  # a no-op slice would lower to an alias
+            drive_t = step_slice(drive, t, -1)
             v = drive_t if v is None else v * decay + drive_t
             s = self._fire(v)
             potentials.append(v)
@@ -112,11 +114,6 @@ def recording(module: nn.Module) -> Iterator[SpikeRecord]:
     finally:
         for _, m in lifs:
             m.record = None
-
-
-def near_threshold(potentials: torch.Tensor, threshold: float, tolerance: float) -> torch.Tensor:
-    """Where a potential is so close to the threshold that rounding may decide the spike."""
-    return (potentials - threshold).abs() <= tolerance
 
 
 # Energy per operation at 45 nm (Horowitz, ISSCC 2014), the figures spiking-network papers compare with:

@@ -65,6 +65,15 @@ class FoldReport:
     def total(self) -> int:
         return sum(self.folded.values())
 
+    @classmethod
+    def merge(cls, reports: list[FoldReport]) -> FoldReport:
+        """One report for several modules folded apart (the graphs of one bundle)."""
+        counts: Counter[str] = Counter()
+        for report in reports:
+            counts.update(report.folded)
+        reasons = "; ".join(r.reason for r in reports if r.reason)
+        return cls(dict(sorted(counts.items())), all(r.traced for r in reports), reasons)
+
     def to_json(self) -> dict:
         return {"folded": dict(self.folded), "total": self.total, "traced": self.traced, "reason": self.reason}
 

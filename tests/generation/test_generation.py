@@ -20,7 +20,7 @@ def test_byte_tokenizer_round_trips_any_text():
     for text in ("hello", "", "Grüße, 東京 ✓"):
         assert tok.decode(tok.encode(text)) == text
     assert tok.decode([tok.bos_id, 104, 105, tok.eos_id]) == "hi"  # markers are dropped
-    with pytest.raises(InputError, match="outside the byte vocabulary"):
+    with pytest.raises(InputError, match="outside the vocabulary"):
         tok.decode([104, 9999])
     with pytest.raises(InputError, match="at most 4"):
         tok.encode("too long", max_len=4, what="prompt")
