@@ -31,6 +31,29 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
         }
         for size in ("tiny", "30m", "330m", "tiny_twin", "30m_twin", "330m_twin")
     },  # fmt: skip
+    # checkpoint families: random weights here; tests/generation/test_checkpoints.py loads transformers' own
+    "t5": {
+        "d_model": 32,
+        "d_kv": 8,
+        "d_ff": 64,
+        "num_layers": 1,
+        "num_decoder_layers": 2,
+        "num_heads": 4,
+        "max_source": 8,
+        "max_target": 8,
+    },
+    "bart": {
+        "d_model": 32,
+        "encoder_layers": 1,
+        "decoder_layers": 2,
+        "encoder_attention_heads": 4,
+        "decoder_attention_heads": 4,
+        "encoder_ffn_dim": 64,
+        "decoder_ffn_dim": 64,
+        "max_position_embeddings": 16,
+        "max_source": 8,
+        "max_target": 8,
+    },
     # 8 frames: the spiking whole-sequence graph unrolls every LIF over time, and XNNPACK lowering grows with it
     **{name: {"dim": 16, "order": 8, "seq_len": 8, "in_features": 8} for name in ("lmuformer", "lmuformer_spiking")},
     **{
@@ -104,3 +127,11 @@ def seq2seq(tmp_path_factory):
     from tests.generation.bundles import Seq2SeqBundles
 
     return Seq2SeqBundles(tmp_path_factory.mktemp("seq2seq"))
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """Random T5 / BART checkpoint folders (safetensors + tokenizer files) and their bundles."""
+    from tests.generation.checkpoints import CheckpointBundles
+
+    return CheckpointBundles(tmp_path_factory.mktemp("checkpoints"))

@@ -16,7 +16,8 @@ FORMAT_NAMES = FORMATS.names()
 SIZE_VARIANTS = {"seq2seq_30m", "seq2seq_330m", "seq2seq_30m_twin", "seq2seq_330m_twin"}
 # Exports that take over a minute here, covered by a faster format of the same model in the default run: the
 # decoder-only twin's prefill writes its cache token by token, and XNNPACK lowering grows with the unrolled graph.
-SLOW_EXPORTS = {("seq2seq_tiny_twin", "pte")}
+# T5's .pte is exported from a transformers checkpoint by tests/generation/test_checkpoints.py by default.
+SLOW_EXPORTS = {("seq2seq_tiny_twin", "pte"), ("t5", "pte"), ("bart", "pte")}
 
 
 CASES = [

@@ -49,7 +49,7 @@ def runtime_env() -> Path:
     pip = [str(_venv_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     if not (STAMP.is_file() and STAMP.read_text() == wanted):
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-        subprocess.run([*pip, f"{ROOT}[onnx,split]", *REQUIREMENTS], check=True, timeout=900)
+        subprocess.run([*pip, f"{ROOT}[onnx,split,text]", *REQUIREMENTS], check=True, timeout=900)
         STAMP.write_text(wanted)
         SOURCE_STAMP.write_text(_source_digest())
     # The environment holds a copy of edgekit, not the checkout: reinstall the package alone when its code changed.
@@ -140,3 +140,17 @@ def test_streaming_bundle_streams_without_torch(runtime_env, lmu, tmp_path, fmt,
         want = session.run(sequence)
     assert len(calls) == 16
     assert [c["prediction"] for c in calls] == [str(int(row.argmax())) for row in want]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_checkpoint_bundle_generates_without_torch(runtime_env, checkpoints, fmt):
+    # a T5 checkpoint's bundle with its tokenizer.json: the device needs the runtime and `tokenizers`, not torch
+    from edgekit.generation.bundle_runner import BundleSeq2SeqRunner
+    from edgekit.generation.sampling import generate
+
+    bundle = checkpoints.path("t5", fmt)
+    with BundleSeq2SeqRunner(bundle) as runner:
+        want = generate(runner, "the red cat sat", 8)
+    proc = _run(runtime_env, "-m", "edgekit.cli", "generate", str(bundle), "--prompt", "the red cat sat", "-n", "8")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == want.text.strip() and want.tokens

@@ -23,15 +23,16 @@ from edgekit import runtimes
 from edgekit.bundle import MANIFEST_NAME, SCHEMA_VERSION, check_replaceable, describe_files, write_manifest
 from edgekit.calibration import DEFAULT_SAMPLES as DEFAULT_CALIBRATION_SAMPLES
 from edgekit.calibration import load_calibration
-from edgekit.errors import EdgekitError, UnsupportedOptionError, ValidationFailed
+from edgekit.errors import ConfigError, EdgekitError, UnsupportedOptionError, ValidationFailed
 from edgekit.exporters.verify_stream import validate_stream
 from edgekit.formats import get_format
 from edgekit.models import ModelSpec, resolve_model
+from edgekit.models.hf_folder import is_checkpoint_folder, load_checkpoint_folder
 from edgekit.models.spec import SubGraph, run_module
 from edgekit.targets import get_target
 from edgekit.toolchain import edgekit_version, versions
 from edgekit.training import load_state, read_weights
-from edgekit.transforms.reparam import NORM_TYPES, fold_norms
+from edgekit.transforms.reparam import NORM_TYPES, FoldReport, fold_norms
 from edgekit.transforms.streaming import streaming_spec
 from edgekit.types import PRECISIONS, ExportOptions, ExportResult, LoweredGraph, QualityGate, Tolerance, jsonable
 from edgekit.validate import compare, judge_quantized, make_inputs, merge_results
@@ -78,7 +79,16 @@ def resolve_options(
 
 
 def prepare_model(model: str | ModelSpec, weights: str | Path | None = None, **config: Any) -> ModelSpec:
-    """Build the model and load weights; a weights file's recorded config is the starting config."""
+    """Build the model and load weights; a weights file's recorded config is the starting config.
+
+    ``weights`` may also be a Hugging Face checkpoint folder (config.json + safetensors): its config builds
+    the model of its ``model_type``, as when the folder itself is given as ``model``.
+    """
+    if weights is not None and is_checkpoint_folder(weights):
+        spec = load_checkpoint_folder(weights, **config)
+        if isinstance(model, str) and model != spec.name:
+            log.warning("%s is a %s checkpoint; building %s, not %s", weights, spec.name, spec.name, model)
+        return spec
     if weights is None:
         return resolve_model(model, **config)
     state, meta = read_weights(weights)
@@ -154,21 +164,22 @@ def export(
     try:
         fmt = get_format(options.format)
         to_lower, fold_report = spec, None
-        if fold and spec.graphs:
+        if fold:  # every module that will be lowered: the model's forward, or each of its graphs
             notify("folding BatchNorm into neighbouring layers")
-            folded_graphs = [(g, fold_norms(g.module)) for g in spec.graphs]
-            to_lower = replace(spec, graphs=tuple(replace(g, module=m) for g, (m, _) in folded_graphs))
-            fold_report = folded_graphs[0][1][1]
-        elif fold:
-            notify("folding BatchNorm into neighbouring layers")
-            folded, fold_report = fold_norms(spec.module)
-            to_lower = replace(spec, module=folded)
+            units = spec.graphs or (spec,)
+            results = [fold_norms(u.module) for u in units]
+            folded = tuple(replace(u, module=m) for u, (m, _) in zip(units, results, strict=True))
+            to_lower = replace(spec, graphs=folded) if spec.graphs else folded[0]
+            fold_report = FoldReport.merge([report for _, report in results])
         notify(f"lowering to {fmt.description}")
         lowered = fmt.exporter_class()().export(to_lower, staging, options)
+        lowered = _copy_assets(spec, lowered, staging)
         manifest = _manifest(spec, options, lowered, staging, time.perf_counter() - start)
         manifest["transforms"] = {
             "fold_norms": fold_report.to_json() if fold_report else {"skipped": "disabled (--no-fold)"},
-            "norms_left": sum(isinstance(m, NORM_TYPES) for m in to_lower.module.modules()),
+            "norms_left": sum(
+                isinstance(m, NORM_TYPES) for u in (to_lower.graphs or (to_lower,)) for m in u.module.modules()
+            ),
         }
         if lowered.quantization is not None:
             calibration = options.calibration.to_json() if options.calibration else None
@@ -203,6 +214,15 @@ def export(
     staging.rename(destination)
     log.info("wrote %s (%s)", destination, validation.summary())
     return ExportResult(str(destination), manifest, validation, time.perf_counter() - start)
+
+
+def _copy_assets(spec: ModelSpec, lowered: LoweredGraph, staging: Path) -> LoweredGraph:
+    """Copy the spec's assets (a tokenizer file ...) into the bundle; they are hashed with the graphs' files."""
+    for name, source in spec.assets.items():
+        if name in lowered.files or Path(name).name != name:
+            raise ConfigError(f"asset {name!r} of {spec.name} would overwrite a graph file or leave the bundle")
+        shutil.copyfile(source, staging / name)
+    return replace(lowered, files=(*lowered.files, *spec.assets)) if spec.assets else lowered
 
 
 def _manifest(
@@ -242,8 +262,7 @@ def _manifest(
 
 def _validate(spec: ModelSpec, bundle_dir: Path, options: ExportOptions):
     """Run the written bundle with its runtime and PyTorch on the same inputs and compare."""
-    input_sets = [{n: t.numpy() for n, t in zip(spec.input_names, spec.example_inputs, strict=False)}]
-    input_sets += make_inputs(spec.input_specs, options.validation_samples - 1, seed=options.seed)
+    input_sets = _input_sets(spec, options)
     reference, candidate = _run_both(spec, bundle_dir, input_sets)
     return compare(reference, candidate, options.tolerance, classify=spec.task == "classification")
 
@@ -261,13 +280,17 @@ def _run_both(
     return reference, candidate
 
 
+def _input_sets(io: ModelSpec | SubGraph, options: ExportOptions) -> list[dict]:
+    """The example inputs, then random ones: ``options.validation_samples`` sets in all."""
+    example = {n: t.numpy() for n, t in zip(io.input_names, io.example_inputs, strict=True)}
+    return [example, *make_inputs(io.input_specs, options.validation_samples - 1, seed=options.seed)]
+
+
 def _validate_graphs(spec: ModelSpec, bundle_dir: Path, options: ExportOptions):
     """Each graph of a multi-graph bundle against its PyTorch module, on its example and random inputs."""
     results = []
     for g in spec.graphs:
-        input_sets = [{n: t.numpy() for n, t in zip(g.input_names, g.example_inputs, strict=True)}]
-        input_sets += make_inputs(g.input_specs, options.validation_samples - 1, seed=options.seed)
-        reference, candidate = _run_both(g, bundle_dir, input_sets, graph=g.name)
+        reference, candidate = _run_both(g, bundle_dir, _input_sets(g, options), graph=g.name)
         results.append((g.name, compare(reference, candidate, options.tolerance, classify=False)))
     return merge_results(results)
 

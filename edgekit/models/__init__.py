@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekit.models import cnn, lmuformer, seq2seq, slab, tinyvit, vit  # noqa: F401  (registration)
+from edgekit.models import bart, cnn, lmuformer, seq2seq, slab, t5, tinyvit, vit  # noqa: F401  (registration)
+from edgekit.models.hf_folder import is_checkpoint_folder, load_checkpoint_folder
 from edgekit.models.spec import MODELS, ModelEntry, ModelSpec, register_model, run_module
 from edgekit.models.user import is_user_reference, load_user_model
 
@@ -33,9 +34,12 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def resolve_model(ref: str | ModelSpec, **config: Any) -> ModelSpec:
-    """A ModelSpec from a registered name, a ``file.py:factory`` / ``module:factory`` reference, or as given."""
+    """A ModelSpec from a registered name, a ``file.py:factory`` / ``module:factory`` reference, a Hugging Face
+    checkpoint folder (config.json + safetensors, weights loaded), or as given."""
     if isinstance(ref, ModelSpec):
         return ref
+    if ref not in MODELS.names() and is_checkpoint_folder(ref):  # a registered name wins over a folder of that name
+        return load_checkpoint_folder(ref, **config)
     if is_user_reference(ref):
         return load_user_model(ref, **config)
     return create_model(ref, **config)

@@ -84,6 +84,8 @@ class ModelSpec(_GraphIO):
     graphs: tuple[SubGraph, ...] = ()
     # Family-specific manifest extras (a tokenizer, a cache layout ...).
     extras: dict[str, Any] = field(default_factory=dict)
+    # Files that travel in the bundle beside the graphs (a checkpoint's tokenizer): name in the bundle -> source.
+    assets: dict[str, str] = field(default_factory=dict)
 
     @property
     def parameters(self) -> int:
@@ -183,3 +185,22 @@ def register_model(name: str, family: str, description: str = "", streams: bool 
         return factory
 
     return wrap
+
+
+def register_config_model(
+    name: str, family: str, base: Any, build: Callable[[Any], ModelSpec], description: str
+) -> None:
+    """Register a model whose options are the fields of the frozen config dataclass ``base`` (their defaults):
+    the factory builds ``build(replace(base, **options))``."""
+    import dataclasses
+
+    def factory(**options: Any) -> ModelSpec:
+        return build(dataclasses.replace(base, **options))
+
+    factory.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=getattr(base, f.name))
+            for f in dataclasses.fields(base)
+        ]
+    )
+    register_model(name, family=family, description=description)(factory)
