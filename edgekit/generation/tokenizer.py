@@ -8,6 +8,7 @@ manifest's ``kind`` to the class that reads it back.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -113,10 +114,26 @@ class _FileTokenizer(_Tokenizer):
     def path(self) -> Path:
         return Path(self.root) / self.file
 
+    package: ClassVar[str]  # the library that reads the file (the ``text`` extra)
+
     def to_json(self) -> dict[str, Any]:
         data = super().to_json()
         data.pop("root")
         return data
+
+    def _open(self, module: Any) -> Any:
+        raise NotImplementedError
+
+    @cached_property
+    def _impl(self) -> Any:
+        try:
+            module = importlib.import_module(self.package)
+        except ImportError as exc:
+            raise MissingDependencyError(self.package, "text", f"the bundle's {self.kind} tokenizer") from exc
+        try:
+            return self._open(module)
+        except Exception as exc:  # each library raises its own exception types for a malformed file
+            raise BundleError(f"cannot read tokenizer {self.path}: {str(exc).splitlines()[0][:200]}") from None
 
 
 @dataclass(frozen=True)
@@ -124,17 +141,10 @@ class JsonTokenizer(_FileTokenizer):
     """A Hugging Face ``tokenizer.json`` (the ``tokenizers`` library; its post-processor adds the end token)."""
 
     kind: ClassVar[str] = "tokenizers-json"
+    package: ClassVar[str] = "tokenizers"
 
-    @cached_property
-    def _impl(self):
-        try:
-            from tokenizers import Tokenizer
-        except ImportError as exc:
-            raise MissingDependencyError("tokenizers", "text", "the bundle's tokenizer.json") from exc
-        try:
-            return Tokenizer.from_file(str(self.path))
-        except Exception as exc:  # the library raises its own exception types for a malformed file
-            raise BundleError(f"cannot read tokenizer {self.path}: {str(exc).splitlines()[0][:200]}") from None
+    def _open(self, module: Any) -> Any:
+        return module.Tokenizer.from_file(str(self.path))
 
     def _ids(self, text: str) -> list[int]:
         return list(self._impl.encode(text).ids)
@@ -150,18 +160,11 @@ class SentencePieceTokenizer(_FileTokenizer):
 
     append_eos: bool = True
     kind: ClassVar[str] = "sentencepiece"
+    package: ClassVar[str] = "sentencepiece"
 
-    @cached_property
-    def _impl(self):
-        try:
-            import sentencepiece
-        except ImportError as exc:
-            raise MissingDependencyError("sentencepiece", "text", "the bundle's SentencePiece tokenizer") from exc
-        processor = sentencepiece.SentencePieceProcessor()
-        try:
-            processor.Load(str(self.path))
-        except Exception as exc:  # OSError or RuntimeError, depending on how the file is broken
-            raise BundleError(f"cannot read tokenizer {self.path}: {str(exc).splitlines()[0][:200]}") from None
+    def _open(self, module: Any) -> Any:
+        processor = module.SentencePieceProcessor()
+        processor.Load(str(self.path))
         return processor
 
     def _ids(self, text: str) -> list[int]:

@@ -10,22 +10,21 @@ plus ``final_logits_bias``. Parameter names follow transformers' ``BartForCondit
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekit.generation.tokenizer import NoTokenizer
 from edgekit.models.layers import LayerNorm, step_slice
 from edgekit.models.seq2seq import (
     cache_plan,
     causal_mask,
+    checkpoint_spec,
     float_range,
     grouped_attention,
     padding_mask,
-    seq2seq_graphs,
     write_cache,
 )
 from edgekit.models.spec import ModelSpec, register_config_model
@@ -232,15 +231,8 @@ class Bart(nn.Module):
 
 
 def build_bart(cfg: BartConfig) -> ModelSpec:
-    """A BART (random weights until a checkpoint's load) with its encoder and decoder-step graphs."""
-    model = Bart(cfg).eval()
-    tok = NoTokenizer(cfg.pad_token_id, cfg.decoder_start_token_id, cfg.eos_token_id, cfg.vocab_size)
-    graphs, layout = seq2seq_graphs(model, tok)
-    teacher = (*graphs[0].example_inputs, torch.tensor([[cfg.decoder_start_token_id, 5]], dtype=torch.int32))
-    return ModelSpec(
-        name="bart", family="seq2seq", module=model, example_inputs=teacher, input_names=("src", "src_mask", "tgt"),
-        output_names=("logits",), config=asdict(cfg), task="seq2seq", graphs=graphs, extras={"seq2seq": layout},
-    )  # fmt: skip
+    """A Bart (random weights until a checkpoint's load) with its encoder and decoder-step graphs."""
+    return checkpoint_spec("bart", Bart(cfg))
 
 
 register_config_model(

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekit.generation.tokenizer import ByteTokenizer, Tokenizer
+from edgekit.generation.tokenizer import ByteTokenizer, NoTokenizer, Tokenizer
 from edgekit.models.layers import step_slice
 from edgekit.models.spec import ModelSpec, SubGraph, register_model, with_named_inputs
 
@@ -565,6 +565,19 @@ def _build_encoder_decoder(name: str, cfg: Seq2SeqConfig) -> ModelSpec:
         name=name, family="seq2seq", module=model, example_inputs=teacher, input_names=("src", "src_mask", "tgt"),
         output_names=("logits",), config={k: getattr(cfg, k) for k in CONFIG_OPTIONS}, task="seq2seq",
         graphs=graphs, extras={"seq2seq": layout},
+    )  # fmt: skip
+
+
+def checkpoint_spec(name: str, model: nn.Module) -> ModelSpec:
+    """A checkpoint family's model (T5, BART: its config names the special ids) with its encoder and decoder-step
+    graphs; no tokenizer until a checkpoint folder brings one (:mod:`edgekit.models.hf_folder`)."""
+    cfg = model.eval().cfg
+    tok = NoTokenizer(cfg.pad_token_id, cfg.decoder_start_token_id, cfg.eos_token_id, cfg.vocab_size)
+    graphs, layout = seq2seq_graphs(model, tok)
+    teacher = (*graphs[0].example_inputs, torch.tensor([[cfg.decoder_start_token_id, 5]], dtype=torch.int32))
+    return ModelSpec(
+        name=name, family="seq2seq", module=model, example_inputs=teacher, input_names=("src", "src_mask", "tgt"),
+        output_names=("logits",), config=asdict(cfg), task="seq2seq", graphs=graphs, extras={"seq2seq": layout},
     )  # fmt: skip
 
 

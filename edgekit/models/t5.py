@@ -12,22 +12,21 @@ and generation loop serve both.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekit.generation.tokenizer import NoTokenizer
 from edgekit.models.layers import step_slice
 from edgekit.models.seq2seq import (
     RMSNorm,
     cache_plan,
     causal_mask,
+    checkpoint_spec,
     grouped_attention,
     padding_mask,
-    seq2seq_graphs,
     write_cache,
 )
 from edgekit.models.spec import ModelSpec, register_config_model
@@ -333,16 +332,8 @@ class T5(nn.Module):
 
 
 def build_t5(cfg: T5Config) -> ModelSpec:
-    """A T5 (random weights until a checkpoint's load) with its encoder and decoder-step graphs; the tokenizer
-    comes with a checkpoint folder (:mod:`edgekit.models.hf_folder`)."""
-    model = T5(cfg).eval()
-    tok = NoTokenizer(cfg.pad_token_id, cfg.decoder_start_token_id, cfg.eos_token_id, cfg.vocab_size)
-    graphs, layout = seq2seq_graphs(model, tok)
-    teacher = (*graphs[0].example_inputs, torch.tensor([[cfg.decoder_start_token_id, 5]], dtype=torch.int32))
-    return ModelSpec(
-        name="t5", family="seq2seq", module=model, example_inputs=teacher, input_names=("src", "src_mask", "tgt"),
-        output_names=("logits",), config=asdict(cfg), task="seq2seq", graphs=graphs, extras={"seq2seq": layout},
-    )  # fmt: skip
+    """A T5 (random weights until a checkpoint's load) with its encoder and decoder-step graphs."""
+    return checkpoint_spec("t5", T5(cfg))
 
 
 register_config_model(
