@@ -20,7 +20,7 @@ from edgekit.errors import BundleError, InputError, MissingDependencyError
 
 
 @dataclass(frozen=True)
-class _Tokenizer:
+class Tokenizer:
     pad_id: int
     bos_id: int  # the decoder's first input
     eos_id: int
@@ -71,7 +71,7 @@ class _Tokenizer:
 
 
 @dataclass(frozen=True)
-class ByteTokenizer(_Tokenizer):
+class ByteTokenizer(Tokenizer):
     """Every UTF-8 byte is a token (there are no unknown words), plus padding / begin / end markers."""
 
     pad_id: int = 256
@@ -88,7 +88,7 @@ class ByteTokenizer(_Tokenizer):
 
 
 @dataclass(frozen=True)
-class NoTokenizer(_Tokenizer):
+class NoTokenizer(Tokenizer):
     """A checkpoint that came without tokenizer files: the bundle runs, but text cannot be encoded."""
 
     kind: ClassVar[str] = "none"
@@ -104,7 +104,7 @@ class NoTokenizer(_Tokenizer):
 
 
 @dataclass(frozen=True)
-class _FileTokenizer(_Tokenizer):
+class _FileTokenizer(Tokenizer):
     """A tokenizer read from a file that travels in the bundle (``file``: its name there; ``root``: its folder)."""
 
     file: str = ""
@@ -175,10 +175,9 @@ class SentencePieceTokenizer(_FileTokenizer):
         return self._impl.DecodeIds(ids)
 
 
-TOKENIZER_KINDS: dict[str, type[_Tokenizer]] = {
+TOKENIZER_KINDS: dict[str, type[Tokenizer]] = {
     cls.kind: cls for cls in (ByteTokenizer, NoTokenizer, JsonTokenizer, SentencePieceTokenizer)
 }
-Tokenizer = _Tokenizer
 
 
 def tokenizer_from_json(data: dict[str, Any], root: str | Path = ".") -> Tokenizer:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import torch
 
 from edgekit.errors import BundleError, UnsupportedOptionError
+from edgekit.models.bart import BartConfig
 from edgekit.models.spec import ModelSpec
+from edgekit.models.t5 import T5Config
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +27,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CheckpointFamily:
     model: str  # the registered edgekit model that takes these weights
-    config_from_hf: str  # "module:function" mapping config.json to the model's config values
+    config_from_hf: Callable[[dict[str, Any]], dict[str, Any]]  # config.json -> the model's config values
 
 
 # transformers' model_type -> the edgekit model built for it
 HF_FAMILIES = {
-    "t5": CheckpointFamily("t5", "edgekit.models.t5:T5Config.from_hf"),
-    "mt5": CheckpointFamily("t5", "edgekit.models.t5:T5Config.from_hf"),  # T5 v1.1's layout, a larger vocabulary
-    "bart": CheckpointFamily("bart", "edgekit.models.bart:BartConfig.from_hf"),
+    "t5": CheckpointFamily("t5", T5Config.from_hf),
+    "mt5": CheckpointFamily("t5", T5Config.from_hf),  # T5 v1.1's layout, a larger vocabulary
+    "bart": CheckpointFamily("bart", BartConfig.from_hf),
 }
 
 # tokenizer files in the order they are preferred, with the manifest kind that reads them back
@@ -62,12 +65,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     family = HF_FAMILIES.get(model_type)
     if family is None:
         raise UnsupportedOptionError(f"model_type of {root}", model_type, sorted(HF_FAMILIES))
-    module_name, _, attr = family.config_from_hf.partition(":")
-    mapper: Any = __import__(module_name, fromlist=["_"])
-    for part in attr.split("."):
-        mapper = getattr(mapper, part)
     try:
-        config = mapper(hf_config)
+        config = family.config_from_hf(hf_config)
     except KeyError as exc:
         raise BundleError(f"{root / 'config.json'} lacks {exc.args[0]!r}, which a {model_type} config has") from None
     found = next(((root / name, kind) for name, kind in TOKENIZER_FILES if (root / name).is_file()), (None, None))

@@ -12,6 +12,7 @@ and generation loop serve both.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,12 +124,7 @@ def relative_buckets(relative: torch.Tensor, bidirectional: bool, num_buckets: i
         distance = -torch.clamp(relative, max=0)
     exact = num_buckets // 2
     large = (
-        exact
-        + (
-            torch.log(distance.float() / exact)
-            / torch.log(torch.tensor(max_distance / exact, dtype=torch.float64)).item()
-            * (num_buckets - exact)
-        ).long()
+        exact + (torch.log(distance.float() / exact) / math.log(max_distance / exact) * (num_buckets - exact)).long()
     )
     large = torch.clamp(large, max=num_buckets - 1)
     return buckets + torch.where(distance < exact, distance, large)
