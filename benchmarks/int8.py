@@ -25,10 +25,11 @@ from rich.table import Table
 from edgekit import runtimes
 from edgekit.data import load_dataset
 from edgekit.evaluation import evaluate_bundle
-from edgekit.exporters.pipeline import export, prepare_model
+from edgekit.exporters.pipeline import export
+from edgekit.inputs import make_inputs
+from edgekit.models import prepare_model
 from edgekit.profiling.latency import measure
 from edgekit.training import save_weights, train_classifier
-from edgekit.validate import make_inputs
 
 FORMATS = ("pte", "tflite", "onnx")
 PRECISIONS = ("fp32", "int8", "int8-dynamic")

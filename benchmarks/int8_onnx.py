@@ -22,10 +22,12 @@ from edgekit._native import quiet_toolchain_logs
 from edgekit.calibration import load_calibration
 from edgekit.data import load_dataset
 from edgekit.exporters.onnx import DEFAULT_RECIPE, OnnxExporter, OrtQuantRecipe
-from edgekit.exporters.pipeline import prepare_model, resolve_options
+from edgekit.exporters.pipeline import resolve_options
+from edgekit.inputs import make_inputs
+from edgekit.models import prepare_model
 from edgekit.runtimes.onnxruntime import OnnxRuntime
 from edgekit.training import save_weights, train_classifier
-from edgekit.validate import cosine, make_inputs
+from edgekit.validate import cosine
 
 RECIPES: dict[str, OrtQuantRecipe] = {
     "MinMax, asymmetric (ORT default)": OrtQuantRecipe(),

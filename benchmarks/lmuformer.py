@@ -28,10 +28,10 @@ from rich.table import Table
 from edgekit import runtimes
 from edgekit.data import load_dataset
 from edgekit.evaluation import REALTIME_FRACTIONS, bundle_step_predictions, model_step_predictions, realtime_accuracy
-from edgekit.exporters.pipeline import export, prepare_model
+from edgekit.exporters.pipeline import export
 from edgekit.exporters.verify_stream import stream_agreement
 from edgekit.formats import FORMATS
-from edgekit.models import create_model
+from edgekit.models import create_model, prepare_model
 from edgekit.models.spiking import recording, synaptic_operations
 from edgekit.models.state import StreamState
 from edgekit.profiling.latency import measure

@@ -18,10 +18,10 @@ from rich.table import Table
 from edgekit import runtimes
 from edgekit._native import quiet_toolchain_logs
 from edgekit.exporters.pipeline import export
+from edgekit.inputs import make_inputs
 from edgekit.models import create_model
 from edgekit.profiling.latency import measure
 from edgekit.training import train_classifier
-from edgekit.validate import make_inputs
 
 MODELS = ("slab_deit_tiny", "slab_deit_tiny_ln")
 DIGITS = {"img_size": 8, "patch_size": 2, "in_chans": 1, "num_classes": 10}

@@ -40,7 +40,7 @@ LR = 2e-3  # 30 epochs at 2e-3 gave 96.4% held out; 1e-3 and 3e-3 were no better
 
 
 def train_full(out: Path, epochs: int, console: Console) -> Path:
-    from edgekit.exporters.pipeline import prepare_model
+    from edgekit.models import prepare_model
     from edgekit.training import save_weights, train_classifier
 
     weights = out / "vit_digits_96x6.pt"

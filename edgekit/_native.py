@@ -17,6 +17,11 @@ from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
+# With this logger at DEBUG (the CLI's --debug) the toolchains write to the terminal as they like; otherwise
+# their output is captured and goes to the debug log. A logger level, not an environment variable: it reaches
+# library callers too, and does not leak into child processes.
+NATIVE_LOGGER = "edgekit.native"
+
 
 # Libraries that log loudly at import or lowering time (torchao's missing CUDA kernels, torch's pytree
 # deprecations, converter progress); edgekit shows them only with --debug.
@@ -35,7 +40,7 @@ class Captured:
 @contextlib.contextmanager
 def captured_output(stage: str) -> Iterator[Captured]:
     captured = Captured()
-    if os.environ.get("EDGEKIT_SHOW_NATIVE_OUTPUT"):
+    if logging.getLogger(NATIVE_LOGGER).isEnabledFor(logging.DEBUG):
         yield captured
         return
     sys.stdout.flush()

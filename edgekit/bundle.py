@@ -7,20 +7,19 @@ file it lists has the recorded size and sha256. Nothing here imports torch.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgekit.errors import BundleError
+from edgekit.jsonio import read_json, write_json
+from edgekit.manifest import SCHEMA_VERSION, FileEntry, Manifest
 from edgekit.types import GraphSpec
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "edgekit.json"
-SCHEMA_VERSION = 1
-_REQUIRED_KEYS = ("schema_version", "model", "format", "precision", "graphs", "files", "validation")
+__all__ = ["MANIFEST_NAME", "SCHEMA_VERSION", "Bundle", "Manifest", "read_bundle", "write_manifest"]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -31,30 +30,16 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def describe_files(bundle_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
-    """The ``files`` section of a manifest: size and sha256 of each named file."""
-    out: dict[str, dict[str, Any]] = {}
-    for name in sorted(set(names)):
-        path = bundle_dir / name
-        out[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    return out
+def describe_files(bundle_dir: Path, names: list[str]) -> dict[str, FileEntry]:
+    """The ``files`` part of a manifest: size and sha256 of each named file."""
+    return {
+        name: FileEntry((bundle_dir / name).stat().st_size, sha256_file(bundle_dir / name))
+        for name in sorted(set(names))
+    }
 
 
-def check_replaceable(destination: Path, marker: str, what: str) -> None:
-    """Only ever replace a previous output of ours (a directory holding ``marker``) or an empty directory:
-    never delete a user's other files."""
-    if destination.is_file():
-        raise BundleError(f"{destination} is a file; choose another output directory with -o")
-    if destination.is_dir() and any(destination.iterdir()) and not (destination / marker).is_file():
-        raise BundleError(f"{destination} exists and is not {what}; refusing to overwrite it (choose another -o)")
-
-
-def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> Path:
-    path = bundle_dir / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)  # atomic: a reader never sees half a manifest
-    return path
+def write_manifest(bundle_dir: Path, manifest: Manifest) -> Path:
+    return write_json(bundle_dir / MANIFEST_NAME, manifest.to_json())
 
 
 @dataclass(frozen=True)
@@ -62,28 +47,26 @@ class Bundle:
     """A verified bundle on disk."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def format(self) -> str:
-        return str(self.manifest["format"])
+        return self.manifest.format
 
     @property
     def model(self) -> str:
-        return str(self.manifest["model"]["name"])
+        return self.manifest.model.name
 
     @property
     def graphs(self) -> tuple[GraphSpec, ...]:
-        return tuple(GraphSpec.from_json(g) for g in self.manifest["graphs"])
+        return self.manifest.graphs
 
     def graph(self, name: str | None = None) -> GraphSpec:
-        graphs = self.graphs
-        if name is None:
-            return graphs[0]
-        for g in graphs:
-            if g.name == name:
-                return g
-        raise BundleError(f"bundle {self.path} has no graph {name!r}; it has {', '.join(g.name for g in graphs)}")
+        try:
+            return self.manifest.graph(name)
+        except BundleError:
+            names = ", ".join(g.name for g in self.graphs)
+            raise BundleError(f"bundle {self.path} has no graph {name!r}; it has {names}") from None
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -99,33 +82,14 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
     manifest_path = root / MANIFEST_NAME
     if not manifest_path.is_file():
         raise BundleError(f"{root} is not a bundle: {MANIFEST_NAME} is missing; re-export with `edgekit export`")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{manifest_path} is corrupt ({exc}); re-export the bundle") from None
-    if not isinstance(manifest, dict) or any(k not in manifest for k in _REQUIRED_KEYS):
-        missing = [k for k in _REQUIRED_KEYS if not isinstance(manifest, dict) or k not in manifest]
-        raise BundleError(f"{manifest_path} is not an edgekit manifest (missing {', '.join(missing)})")
-    if manifest["schema_version"] != SCHEMA_VERSION:
-        raise BundleError(
-            f"{root} has manifest schema {manifest['schema_version']!r}; this edgekit reads schema "
-            f"{SCHEMA_VERSION}. Re-export the bundle with this edgekit version."
-        )
-    bundle = Bundle(root, manifest)
-    try:
-        graphs = bundle.graphs
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{manifest_path} has a malformed graph entry ({exc!r}); re-export the bundle") from None
-    files = manifest["files"]
-    for g in graphs:
-        if g.file not in files:
-            raise BundleError(f"{manifest_path}: graph {g.name!r} names {g.file!r}, which the file list lacks")
+    data = read_json(manifest_path, "manifest", "re-export the bundle")
+    manifest = Manifest.from_json(data, str(manifest_path))
     if verify:
-        verify_files(root, files)
-    return bundle
+        verify_files(root, manifest.files)
+    return Bundle(root, manifest)
 
 
-def verify_files(root: Path, files: dict[str, dict[str, Any]]) -> None:
+def verify_files(root: Path, files: dict[str, FileEntry]) -> None:
     for name, entry in files.items():
         path = (root / name).resolve()
         if root.resolve() not in path.parents:
@@ -133,13 +97,13 @@ def verify_files(root: Path, files: dict[str, dict[str, Any]]) -> None:
         if not path.is_file():
             raise BundleError(f"{root}: {name} is missing; copy the whole bundle directory or re-export it")
         size = path.stat().st_size
-        if size != entry["bytes"]:
-            what = "truncated" if size < entry["bytes"] else "larger than recorded"
+        if size != entry.bytes:
+            what = "truncated" if size < entry.bytes else "larger than recorded"
             raise BundleError(
-                f"{root}: {name} is {what} ({size} bytes, manifest says {entry['bytes']}); "
+                f"{root}: {name} is {what} ({size} bytes, manifest says {entry.bytes}); "
                 "the copy is incomplete or the file was changed, re-copy or re-export the bundle"
             )
-        if sha256_file(path) != entry["sha256"]:
+        if sha256_file(path) != entry.sha256:
             raise BundleError(
                 f"{root}: {name} does not match its sha256 in {MANIFEST_NAME} (modified after export); "
                 "re-export the bundle or restore the original file"

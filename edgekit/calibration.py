@@ -8,32 +8,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.errors import InputError
-from edgekit.inputs import read_array_file
-from edgekit.types import TensorSpec
+from edgekit.inputs import make_inputs, read_array_file
+from edgekit.types import Calibration, TensorSpec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLES = 128
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Input sets for the quantizer's observers, and where they came from."""
-
-    samples: tuple[dict[str, np.ndarray], ...]
-    source: str
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def to_json(self) -> dict[str, object]:
-        return {"source": self.source, "samples": len(self.samples)}
 
 
 def load_calibration(
@@ -51,8 +36,6 @@ def load_calibration(
     if dataset:
         return _from_dataset(specs, dataset, limit)
     log.warning("calibrating on random normal inputs: the model has no dataset; pass --calib with real inputs")
-    from edgekit.validate import make_inputs
-
     return Calibration(tuple(make_inputs(specs, limit, seed=seed + 1)), "random normal inputs (no dataset, no --calib)")
 
 

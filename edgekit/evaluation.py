@@ -31,10 +31,10 @@ def evaluate_bundle(path: str | Path, dataset: str | None = None, threads: int |
     from edgekit.runtimes import load
 
     bundle = read_bundle(path)
-    name = dataset or bundle.manifest["model"].get("dataset")
+    name = dataset or bundle.manifest.model.dataset
     if not name:
         raise InputError(f"{path}: the model was not built for a built-in dataset; name one with --data")
-    if bundle.manifest.get("extras", {}).get("stream"):
+    if bundle.manifest.extras.stream is not None:
         steps, labels, runner = bundle_step_predictions(bundle, name, threads)
         accuracy = float(np.mean(steps[:, -1].argmax(-1) == labels))
         return EvalResult(str(path), name, accuracy, len(labels), f"{runner}, streamed")
@@ -50,7 +50,7 @@ def evaluate_bundle(path: str | Path, dataset: str | None = None, threads: int |
 def evaluate_model(
     model: str, dataset: str | None = None, weights: str | Path | None = None, config: dict[str, Any] | None = None
 ) -> EvalResult:
-    from edgekit.exporters.pipeline import prepare_model
+    from edgekit.models import prepare_model
     from edgekit.training import evaluate_module
 
     spec = prepare_model(model, weights, **(config or {}))

@@ -20,6 +20,15 @@ class Format:
     runtime: str  # "module:Class" of the Runtime
     runtime_extra: str  # pip extra that installs the runtime alone
     delegates: tuple[str | None, ...]  # allowed --delegate values; the first is the default
+    # (module, pip package) pairs the exporter needs; its check_environment() and `edgekit doctor` read them.
+    export_requires: tuple[tuple[str, str], ...] = ()
+    purpose: str = ""  # what the exporter is for, in a MissingDependencyError
+
+    def can_export(self) -> bool:
+        """Whether every toolchain module is on the path, without importing any of them."""
+        import importlib.util
+
+        return all(importlib.util.find_spec(module.partition(".")[0]) is not None for module, _ in self.export_requires)
 
     def exporter_class(self) -> type:
         return _resolve(self.exporter)
@@ -39,6 +48,8 @@ for _fmt in (
         "edgekit.runtimes.executorch:ExecuTorchRuntime",
         "executorch",
         ("xnnpack", "portable"),
+        (("torch", "torch"), ("executorch.exir", "executorch")),
+        "exporting to ExecuTorch (.pte)",
     ),
     Format(
         "tflite",
@@ -48,6 +59,8 @@ for _fmt in (
         "edgekit.runtimes.litert:LiteRTRuntime",
         "tflite",
         (None,),
+        (("torch", "torch"), ("litert_torch", "litert-torch")),
+        "exporting to TFLite (.tflite)",
     ),
     Format(
         "onnx",
@@ -57,6 +70,8 @@ for _fmt in (
         "edgekit.runtimes.onnxruntime:OnnxRuntime",
         "onnx",
         (None,),
+        (("torch", "torch"), ("onnxscript", "onnxscript"), ("onnx", "onnx")),
+        "exporting to ONNX (.onnx)",
     ),
 ):
     FORMATS.add(_fmt.name, _fmt)

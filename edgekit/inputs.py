@@ -60,7 +60,22 @@ def inputs_from_files(specs: Sequence[TensorSpec], paths: Sequence[str]) -> dict
     return named
 
 
-def random_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
-    from edgekit.validate import make_inputs
+def make_inputs(specs: Sequence[TensorSpec], count: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """``count`` input sets drawn from N(0, 1) (floats) or small non-negative integers (int ids)."""
+    rng = np.random.default_rng(seed)
+    sets = []
+    for _ in range(count):
+        sample = {}
+        for spec in specs:
+            if np.issubdtype(spec.numpy_dtype, np.floating):
+                sample[spec.name] = rng.standard_normal(spec.shape).astype(spec.numpy_dtype)
+            elif spec.dtype == "bool":
+                sample[spec.name] = rng.integers(0, 2, spec.shape).astype(bool)
+            else:
+                sample[spec.name] = rng.integers(0, 8, spec.shape).astype(spec.numpy_dtype)
+        sets.append(sample)
+    return sets
 
+
+def random_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
     return make_inputs(specs, 1, seed)[0]

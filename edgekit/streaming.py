@@ -8,7 +8,6 @@ calls, starting from zeros. Numpy only: this runs where torch is not installed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,66 +16,7 @@ import numpy as np
 from edgekit import runtimes
 from edgekit.bundle import Bundle, read_bundle
 from edgekit.errors import BundleError, InputError
-
-
-@dataclass(frozen=True)
-class StateSlot:
-    """One piece of streaming state: graph input ``name`` and its successor, graph output ``output``."""
-
-    name: str
-    shape: tuple[int, ...]
-    kind: str  # lmu_memory, conv_buffer, lif_membrane, running_sum, frame_count
-
-    @property
-    def output(self) -> str:
-        return self.name + "_out"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "output": self.output, "shape": list(self.shape), "kind": self.kind}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StateSlot:
-        slot = cls(str(data["name"]), tuple(int(d) for d in data["shape"]), str(data["kind"]))
-        if data.get("output", slot.output) != slot.output:
-            raise ValueError(f"state {slot.name!r} names its output {data['output']!r}, expected {slot.output!r}")
-        return slot
-
-
-@dataclass(frozen=True)
-class StreamLayout:
-    """What a streaming graph reads and writes besides its weights (``extras.stream`` in the manifest)."""
-
-    frames_input: str
-    chunk: int  # frames per call
-    features: int  # values per frame
-    logits_output: str
-    spikes_output: str | None  # spiking models: every LIF neuron's spikes of the chunk, (1, neurons, chunk)
-    state: tuple[StateSlot, ...]
-    sequence_length: int  # the length the model was built (and trained) for; a stream may run longer
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "frames_input": self.frames_input,
-            "chunk": self.chunk,
-            "features": self.features,
-            "logits_output": self.logits_output,
-            "spikes_output": self.spikes_output,
-            "sequence_length": self.sequence_length,
-            "initial_state": "zeros",
-            "state": [s.to_json() for s in self.state],
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StreamLayout:
-        return cls(
-            frames_input=str(data["frames_input"]),
-            chunk=int(data["chunk"]),
-            features=int(data["features"]),
-            logits_output=str(data["logits_output"]),
-            spikes_output=data.get("spikes_output"),
-            state=tuple(StateSlot.from_json(s) for s in data["state"]),
-            sequence_length=int(data["sequence_length"]),
-        )
+from edgekit.layouts import StreamLayout
 
 
 class StreamSession:
@@ -89,16 +29,13 @@ class StreamSession:
 
     def __init__(self, bundle: str | Path | Bundle, threads: int | None = None):
         self.bundle = bundle if isinstance(bundle, Bundle) else read_bundle(bundle)
-        stream = self.bundle.manifest.get("extras", {}).get("stream")
-        if not stream:
+        layout = self.bundle.manifest.extras.stream
+        if layout is None:
             raise BundleError(
                 f"{self.bundle.path} is not a streaming bundle (no extras.stream in its manifest); "
                 "export it with `edgekit export MODEL --streaming`"
             )
-        try:
-            self.layout = StreamLayout.from_json(stream)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"{self.bundle.path}: malformed stream layout in the manifest ({exc})") from None
+        self.layout: StreamLayout = layout
         self.runtime = runtimes.load(self.bundle, threads=threads)
         _check_layout(self.layout, self.runtime, self.bundle.path)
         self.reset()

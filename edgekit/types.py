@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from edgekit.calibration import Calibration
 
 # dtypes a bundle may declare for a tensor; names follow numpy.
 DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
@@ -50,15 +47,20 @@ class GraphSpec:
     outputs: tuple[TensorSpec, ...]
     # The runtime's own name for the graph (ExecuTorch method, TFLite signature key), when it has one.
     entry: str | None = None
+    # Floating-point operations of one call (a multiply-add counts 2), counted at export; None if unknown.
+    flops: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "file": self.file,
             "entry": self.entry,
             "inputs": [t.to_json() for t in self.inputs],
             "outputs": [t.to_json() for t in self.outputs],
         }
+        if self.flops is not None:
+            out["flops"] = self.flops
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GraphSpec:
@@ -68,6 +70,7 @@ class GraphSpec:
             entry=data.get("entry"),
             inputs=tuple(TensorSpec.from_json(t) for t in data["inputs"]),
             outputs=tuple(TensorSpec.from_json(t) for t in data["outputs"]),
+            flops=int(data["flops"]) if data.get("flops") is not None else None,
         )
 
 
@@ -85,6 +88,10 @@ class Tolerance:
 
     def to_json(self) -> dict[str, float]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Tolerance:
+        return cls(float(data["atol"]), float(data["rtol"]), float(data["min_cosine"]))
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,13 @@ class ValidationResult:
             "per_output": list(self.per_output),
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ValidationResult:
+        top1 = data.get("top1_agreement")
+        return cls(bool(data["passed"]), float(data["max_abs_err"]), float(data["allowed_abs_err"]),
+                   float(data["cosine"]), None if top1 is None else float(top1), int(data["samples"]),
+                   Tolerance.from_json(data["tolerance"]), tuple(data.get("per_output") or ()))  # fmt: skip
+
 
 # Numeric precisions an export can ask for: float, static INT8 (calibrated activations), and weight-only INT8
 # with activations quantized on the fly (dynamic).
@@ -142,6 +156,10 @@ class QualityGate:
 
     def to_json(self) -> dict[str, float]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> QualityGate:
+        return cls(float(data["max_accuracy_drop"]), float(data["min_top1_agreement"]), float(data["min_cosine"]))
 
 
 @dataclass(frozen=True)
@@ -194,6 +212,46 @@ class QualityResult:
             "gate": self.gate.to_json(),
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> QualityResult:
+        opt = lambda key: None if data.get(key) is None else float(data[key])  # noqa: E731
+        return cls(bool(data["passed"]), str(data["precision"]), str(data["criterion"]), str(data["data"]),
+                   int(data["samples"]), opt("top1_agreement"), opt("accuracy"), opt("reference_accuracy"),
+                   float(data["cosine"]), float(data["max_abs_err"]), QualityGate.from_json(data["gate"]))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Input sets for the quantizer's observers, and where they came from (``edgekit.calibration`` reads them)."""
+
+    samples: tuple[dict[str, np.ndarray], ...]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def to_json(self) -> dict[str, object]:
+        return {"source": self.source, "samples": len(self.samples)}
+
+
+@dataclass(frozen=True)
+class QuantizationScheme:
+    """How an exporter quantized a graph: the tool, the weights' and activations' scheme in words, and the
+    tool-specific settings (``details``: a recipe, counts of nodes kept in float ...)."""
+
+    tool: str
+    weights: str
+    activations: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tool": self.tool, "weights": self.weights, "activations": self.activations, **self.details}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> QuantizationScheme:
+        details = {k: v for k, v in data.items() if k not in ("tool", "weights", "activations")}
+        return cls(str(data["tool"]), str(data["weights"]), str(data["activations"]), details)
+
 
 @dataclass(frozen=True)
 class ExportOptions:
@@ -225,22 +283,8 @@ class LoweredGraph:
     files: tuple[str, ...]
     # Ops that run outside the delegate (op name -> count); None when the format has no delegate notion.
     undelegated_ops: dict[str, int] | None = None
-    # How an INT8 graph was quantized (tool, scheme, calibration); None for float exports.
-    quantization: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    """A finished export: where the bundle is and how it compared with PyTorch."""
-
-    bundle_dir: str
-    manifest: dict[str, Any]
-    validation: ValidationResult | QualityResult
-    seconds: float
-
-    @property
-    def passed(self) -> bool:
-        return self.validation.passed
+    # How an INT8 graph was quantized; None for float exports.
+    quantization: QuantizationScheme | None = None
 
 
 def jsonable(value: Any) -> Any:

@@ -10,24 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekit.types import QualityGate, QualityResult, TensorSpec, Tolerance, ValidationResult
-
-
-def make_inputs(specs: Sequence[TensorSpec], count: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """``count`` input sets drawn from N(0, 1) (floats) or small non-negative integers (int ids)."""
-    rng = np.random.default_rng(seed)
-    sets = []
-    for _ in range(count):
-        sample = {}
-        for spec in specs:
-            if np.issubdtype(spec.numpy_dtype, np.floating):
-                sample[spec.name] = rng.standard_normal(spec.shape).astype(spec.numpy_dtype)
-            elif spec.dtype == "bool":
-                sample[spec.name] = rng.integers(0, 2, spec.shape).astype(bool)
-            else:
-                sample[spec.name] = rng.integers(0, 8, spec.shape).astype(spec.numpy_dtype)
-        sets.append(sample)
-    return sets
+from edgekit.types import QualityGate, QualityResult, Tolerance, ValidationResult
 
 
 def compare(
@@ -91,6 +74,13 @@ def merge_results(results: Sequence[tuple[str, ValidationResult]]) -> Validation
         tolerance=worst.tolerance,
         per_output=per_output,
     )
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Probabilities in float64 (max subtracted first, so large logits do not overflow)."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,16 +7,16 @@ import torch
 
 from edgekit import runtimes
 from edgekit.bundle import read_bundle
-from edgekit.exporters.pipeline import prepare_model
-from edgekit.models import run_module
+from edgekit.inputs import make_inputs
+from edgekit.models import prepare_model, run_module
 from edgekit.types import Tolerance
-from edgekit.validate import compare, make_inputs
+from edgekit.validate import compare
 
 
 def assert_roundtrip(bundle_dir, model: str, config: dict, seed: int = 1234, weights=None) -> dict:
     """Re-check a bundle independently of the exporter's own validation, on fresh inputs."""
     bundle = read_bundle(bundle_dir)
-    manifest = bundle.manifest
+    manifest = bundle.manifest.to_json()
     assert manifest["validation"]["passed"] is True, manifest["validation"]
     for key in ("max_abs_err", "cosine", "top1_agreement", "tolerance"):
         assert key in manifest["validation"]

@@ -64,7 +64,7 @@ def test_user_factory_from_a_file_exports(tmp_path):
     assert spec.input_names == ("input",) and spec.output_names == ("output",)
     result = export(ref, format="onnx", out_dir=tmp_path / "b", config={"width": 4}, samples=3)
     assert result.passed
-    assert result.manifest["model"]["family"] == "user"
+    assert result.manifest.to_json()["model"]["family"] == "user"
 
 
 def test_user_factory_from_an_importable_module(tmp_path, monkeypatch):

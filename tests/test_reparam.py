@@ -147,11 +147,11 @@ def test_folded_graph_has_no_batch_norm_op():
 def test_export_folds_by_default_and_not_with_no_fold(bundles, tmp_path):
     from edgekit.exporters.pipeline import export
 
-    manifest = bundles.get("cnn_small", "onnx").manifest
+    manifest = bundles.get("cnn_small", "onnx").manifest.to_json()
     assert manifest["transforms"]["fold_norms"]["folded"] == {"conv+bn": 4}
     assert manifest["transforms"]["norms_left"] == 0
     kept = export("cnn_small", format="onnx", out_dir=tmp_path / "b", config={"widths": [8, 16]}, fold=False, samples=2)
-    assert kept.passed and kept.manifest["transforms"]["norms_left"] == 4
+    assert kept.passed and kept.manifest.to_json()["transforms"]["norms_left"] == 4
 
 
 @pytest.mark.parametrize("name", list_models())

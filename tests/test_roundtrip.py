@@ -70,7 +70,7 @@ def test_portable_delegate_leaves_ops_undelegated(bundles, tmp_path):
         config=TINY_CONFIGS["cnn_small"],
         samples=2,
     )
-    ops = result.manifest["export"]["undelegated_ops"]
+    ops = result.manifest.to_json()["export"]["undelegated_ops"]
     assert result.passed
     assert ops and sum(ops.values()) > 5
     assert any("convolution" in name for name in ops)

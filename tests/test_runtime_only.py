@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekit.exporters.pipeline import prepare_model
+from edgekit.models import prepare_model
 from tests.conftest import TINY_CONFIGS
 
 pytestmark = pytest.mark.runtime_env

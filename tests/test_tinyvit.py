@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from edgekit.errors import BundleError
-from edgekit.exporters.pipeline import prepare_model
-from edgekit.models import create_model
+from edgekit.models import create_model, prepare_model
 from edgekit.models.tinyvit import Attention, TinyViTBlock
 from tests.conftest import TINY_CONFIGS
 

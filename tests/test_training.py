@@ -7,8 +7,8 @@ import torch
 
 from edgekit.errors import BundleError
 from edgekit.evaluation import evaluate_bundle, evaluate_model
-from edgekit.exporters.pipeline import export, prepare_model
-from edgekit.models import create_model
+from edgekit.exporters.pipeline import export
+from edgekit.models import create_model, prepare_model
 from edgekit.training import read_weights, save_weights, train_classifier
 
 

@@ -28,6 +28,15 @@ class Exporter(Protocol):
         """Lower ``spec`` into ``out_dir`` and describe what was written."""
 
 
+def check_format_environment(format_name: str, extra: str) -> None:
+    """Every toolchain module the format's row in the FORMATS table names must import."""
+    from edgekit.formats import get_format
+
+    fmt = get_format(format_name)
+    for module, package in fmt.export_requires:
+        require(module, package, extra, fmt.purpose)
+
+
 def require(module: str, package: str, extra: str, purpose: str) -> None:
     import importlib
 

@@ -9,9 +9,9 @@ from typing import ClassVar
 import torch
 
 from edgekit.errors import UnsupportedOptionError
-from edgekit.exporters.base import require, stage
+from edgekit.exporters.base import check_format_environment, stage
 from edgekit.models.spec import ModelSpec
-from edgekit.types import ExportOptions, GraphSpec, LoweredGraph
+from edgekit.types import ExportOptions, GraphSpec, LoweredGraph, QuantizationScheme
 
 # Nodes that are bookkeeping, not kernels: tuple unpacking and the delegate call itself.
 _NOT_KERNELS = {"getitem", "executorch_call_delegate"}
@@ -22,7 +22,7 @@ class ExecuTorchExporter:
     extra: ClassVar[str] = "export"
 
     def check_environment(self) -> None:
-        require("executorch.exir", "executorch", self.extra, "exporting to ExecuTorch (.pte)")
+        check_format_environment(self.format, self.extra)
 
     def export(self, spec: ModelSpec, out_dir: Path, options: ExportOptions) -> LoweredGraph:
         self.check_environment()
@@ -66,7 +66,7 @@ class ExecuTorchExporter:
         return LoweredGraph(graphs, (filename,), dict(sorted(undelegated.items())), None)
 
     @staticmethod
-    def _quantize(spec: ModelSpec, options: ExportOptions) -> tuple[torch.nn.Module, dict]:
+    def _quantize(spec: ModelSpec, options: ExportOptions) -> tuple[torch.nn.Module, QuantizationScheme]:
         if options.delegate != "xnnpack":
             raise UnsupportedOptionError("--delegate with --int8", options.delegate, ["xnnpack"])
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -80,7 +80,7 @@ class ExecuTorchExporter:
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(**settings))
         with stage("pte", f"quantizing to {options.precision} (PT2E, XNNPACKQuantizer)"):
             module = pt2e_quantize(spec, quantizer, options.calibration)
-        return module, {"tool": "torchao PT2E + executorch XNNPACKQuantizer", **pt2e_scheme(settings)}
+        return module, pt2e_scheme("torchao PT2E + executorch XNNPACKQuantizer", settings)
 
     @staticmethod
     def _partitioners(delegate: str | None) -> list:

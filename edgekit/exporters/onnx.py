@@ -14,10 +14,10 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from edgekit.exporters.base import require, stage
+from edgekit.exporters.base import check_format_environment, require, stage
 from edgekit.models.layers import native_layer_norm
 from edgekit.models.spec import ModelSpec, SubGraph
-from edgekit.types import ExportOptions, GraphSpec, LoweredGraph
+from edgekit.types import ExportOptions, GraphSpec, LoweredGraph, QuantizationScheme
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,7 @@ class OnnxExporter:
         self.recipe = recipe
 
     def check_environment(self) -> None:
-        require("onnxscript", "onnxscript", self.extra, "exporting to ONNX (.onnx)")
-        require("onnx", "onnx", self.extra, "exporting to ONNX (.onnx)")
+        check_format_environment(self.format, self.extra)
 
     def export(self, spec: ModelSpec, out_dir: Path, options: ExportOptions) -> LoweredGraph:
         self.check_environment()
@@ -83,7 +82,7 @@ class OnnxExporter:
             quantization = self._quantize(spec, options, float_model, out_dir / filename)
         return LoweredGraph((graph,), _written(out_dir, before), None, quantization)
 
-    def _quantize(self, spec: ModelSpec, options: ExportOptions, source: Path, target: Path) -> dict:
+    def _quantize(self, spec: ModelSpec, options: ExportOptions, source: Path, target: Path) -> QuantizationScheme:
         import onnx
         from onnxruntime.quantization import (
             CalibrationMethod,
@@ -97,11 +96,11 @@ class OnnxExporter:
             with stage("onnx", "quantizing weights to int8 (ONNX Runtime, dynamic activations)"):
                 quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8,
                                  use_external_data_format=True)  # fmt: skip
-            return {
-                "tool": "onnxruntime.quantization.quantize_dynamic",
-                "weights": "int8 symmetric, per output channel",
-                "activations": "uint8 per tensor, quantized at run time (MatMul / Gemm / Conv inputs)",
-            }
+            return QuantizationScheme(
+                tool="onnxruntime.quantization.quantize_dynamic",
+                weights="int8 symmetric, per output channel",
+                activations="uint8 per tensor, quantized at run time (MatMul / Gemm / Conv inputs)",
+            )
         recipe = self.recipe
         excluded = []
         if recipe.exclude_op_types:
@@ -123,16 +122,15 @@ class OnnxExporter:
                 calibrate_method=getattr(CalibrationMethod, recipe.calibrate_method),
                 extra_options={"ActivationSymmetric": recipe.activation_symmetric},
             )
-        return {
-            "tool": "onnxruntime.quantization.quantize_static (QDQ)",
-            "weights": ("7-bit" if recipe.reduce_range else "int8")
+        return QuantizationScheme(
+            tool="onnxruntime.quantization.quantize_static (QDQ)",
+            weights=("7-bit" if recipe.reduce_range else "int8")
             + (" symmetric, per output channel" if recipe.per_channel else " per tensor"),
-            "activations": f"int8 per tensor ({'symmetric' if recipe.activation_symmetric else 'asymmetric'}), "
+            activations=f"int8 per tensor ({'symmetric' if recipe.activation_symmetric else 'asymmetric'}), "
             f"{recipe.calibrate_method} ranges from calibration"
             + (f", at {', '.join(recipe.op_types)} only" if recipe.op_types else ""),
-            "recipe": recipe.to_json(),
-            "nodes_left_float": len(excluded),
-        }
+            details={"recipe": recipe.to_json(), "nodes_left_float": len(excluded)},
+        )
 
 
 def _export_float(spec: ModelSpec | SubGraph, path: Path) -> None:

@@ -1,15 +1,13 @@
-"""``edgekit.export()``: resolve -> lower -> write bundle -> load back -> compare with PyTorch -> manifest.
+"""``edgekit.export()``: resolve -> build -> fold -> lower -> manifest -> verify -> move into place.
 
-A bundle appears at its destination only once it has been verified (or the caller allowed a
-mismatch); a rejected export is left beside it as ``<name>.rejected`` for inspection, and a
-previous bundle at the destination is replaced only by a finished one.
+Each stage fills one part of the Manifest. A bundle appears at its destination only once it has been
+verified (or the caller allowed a mismatch); a rejected export is left beside it as ``<name>.rejected`` for
+inspection, and a previous bundle at the destination is replaced only by a finished one.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -17,25 +15,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from edgekit import runtimes
-from edgekit.bundle import MANIFEST_NAME, SCHEMA_VERSION, check_replaceable, describe_files, write_manifest
+from edgekit.bundle import MANIFEST_NAME, describe_files, write_manifest
 from edgekit.calibration import DEFAULT_SAMPLES as DEFAULT_CALIBRATION_SAMPLES
 from edgekit.calibration import load_calibration
 from edgekit.errors import ConfigError, EdgekitError, UnsupportedOptionError, ValidationFailed
-from edgekit.exporters.verify_stream import validate_stream
+from edgekit.exporters.result import ExportResult
+from edgekit.exporters.verify import ExportJob, verify
 from edgekit.formats import get_format
-from edgekit.models import ModelSpec, resolve_model
-from edgekit.models.hf_folder import is_checkpoint_folder, load_checkpoint_folder
-from edgekit.models.spec import SubGraph, run_module
+from edgekit.layouts import Extras
+from edgekit.manifest import ExportInfo, FoldSummary, Manifest, ModelInfo, QuantizationInfo
+from edgekit.models import ModelSpec, prepare_model
+from edgekit.staging import StagedDirectory
 from edgekit.targets import get_target
 from edgekit.toolchain import edgekit_version, versions
-from edgekit.training import load_state, read_weights
 from edgekit.transforms.reparam import NORM_TYPES, FoldReport, fold_norms
 from edgekit.transforms.streaming import streaming_spec
-from edgekit.types import PRECISIONS, ExportOptions, ExportResult, LoweredGraph, QualityGate, Tolerance, jsonable
-from edgekit.validate import compare, judge_quantized, make_inputs, merge_results
+from edgekit.types import PRECISIONS, ExportOptions, LoweredGraph, QualityGate, Tolerance, jsonable
 
 log = logging.getLogger(__name__)
 
@@ -78,31 +73,6 @@ def resolve_options(
     )
 
 
-def prepare_model(model: str | ModelSpec, weights: str | Path | None = None, **config: Any) -> ModelSpec:
-    """Build the model and load weights; a weights file's recorded config is the starting config.
-
-    ``weights`` may also be a Hugging Face checkpoint folder (config.json + safetensors): its config builds
-    the model of its ``model_type``, as when the folder itself is given as ``model``.
-    """
-    if weights is not None and is_checkpoint_folder(weights):
-        spec = load_checkpoint_folder(weights, **config)
-        if isinstance(model, str) and model != spec.name:
-            log.warning("%s is a %s checkpoint; building %s, not %s", weights, spec.name, spec.name, model)
-        return spec
-    if weights is None:
-        return resolve_model(model, **config)
-    state, meta = read_weights(weights)
-    if meta.get("model") and isinstance(model, str) and meta["model"] != model:
-        log.warning("weights %s were saved for %s, loading them into %s", weights, meta["model"], model)
-    spec = resolve_model(model, **{**meta.get("config", {}), **config})
-    load_state(spec, state, str(weights))
-    trained_on = meta.get("extra", {}).get("dataset")
-    if spec.dataset is None and trained_on:
-        # weights trained on a built-in dataset make it the model's own (calibration, INT8 accuracy)
-        spec = replace(spec, dataset=trained_on)
-    return spec
-
-
 def export(
     model: str | ModelSpec,
     *,
@@ -142,78 +112,63 @@ def export(
     notify = on_stage or (lambda _msg: None)
     notify("building the model")
     spec = prepare_model(model, weights, **(config or {}))
-    whole, layout = spec, None
+    job = _job(spec, options, streaming, chunk, notify)
+    if job.options.precision == "int8":
+        notify("reading calibration data")
+        calibration = load_calibration(job.spec.input_specs, calib, job.spec.dataset, calib_samples, options.seed)
+        job = replace(job, options=replace(job.options, calibration=calibration))
+    label = (options.target or options.format) + ("-stream" if streaming else "")
+    destination = Path(out_dir) if out_dir else Path(f"{job.spec.name}-{label}")
+    start = time.perf_counter()
+    with StagedDirectory(destination, MANIFEST_NAME, "an edgekit bundle") as stage:
+        fmt = get_format(options.format)
+        to_lower, fold_summary = _fold(job.spec, fold, notify)
+        notify(f"lowering to {fmt.description}")
+        lowered = fmt.exporter_class()().export(to_lower, stage.path, job.options)
+        lowered = _count_flops(job.spec, _copy_assets(job.spec, lowered, stage.path))
+        manifest = _manifest(job, lowered, fold_summary, stage.path, time.perf_counter() - start)
+        write_manifest(stage.path, manifest)  # the runtime reads the staged bundle like any other
+        notify(f"verifying with {fmt.runtime_class().name}")
+        validation = verify(job, stage.path)
+        manifest = manifest.with_validation(validation, time.perf_counter() - start)
+        write_manifest(stage.path, manifest)
+        if not validation.passed and not allow_mismatch:
+            rejected = stage.commit_to(destination.with_name(destination.name + ".rejected"))
+            hint = _QUANTIZED_HINT if options.quantized else ""
+            raise ValidationFailed(options.format, validation.summary(), str(rejected), hint)
+        stage.commit()
+    log.info("wrote %s (%s)", destination, validation.summary())
+    return ExportResult(str(destination), manifest, time.perf_counter() - start)
+
+
+def _job(spec: ModelSpec, options: ExportOptions, streaming: bool, chunk: int, notify: Callable) -> ExportJob:
+    """What will be lowered and what it is verified against; options a model cannot take are refused here."""
     if spec.graphs and options.quantized:
         raise UnsupportedOptionError(f"precision for {spec.name} (several graphs)", options.precision, ["fp32"])
-    if streaming:
-        if options.quantized:
-            raise UnsupportedOptionError("--streaming with precision", options.precision, ["fp32"])
-        notify("making the streaming state explicit")
-        spec, layout = streaming_spec(spec, chunk)
-    if options.precision == "int8":
-        notify("reading calibration data")
-        calibration = load_calibration(spec.input_specs, calib, spec.dataset, calib_samples, options.seed)
-        options = replace(options, calibration=calibration)
-    label = (options.target or options.format) + ("-stream" if streaming else "")
-    destination = Path(out_dir) if out_dir else Path(f"{spec.name}-{label}")
-    check_replaceable(destination, MANIFEST_NAME, "an edgekit bundle")
-    staging = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    start = time.perf_counter()
-    try:
-        fmt = get_format(options.format)
-        to_lower, fold_report = spec, None
-        if fold:  # every module that will be lowered: the model's forward, or each of its graphs
-            notify("folding BatchNorm into neighbouring layers")
-            units = spec.graphs or (spec,)
-            results = [fold_norms(u.module) for u in units]
-            folded = tuple(replace(u, module=m) for u, (m, _) in zip(units, results, strict=True))
-            to_lower = replace(spec, graphs=folded) if spec.graphs else folded[0]
-            fold_report = FoldReport.merge([report for _, report in results])
-        notify(f"lowering to {fmt.description}")
-        lowered = fmt.exporter_class()().export(to_lower, staging, options)
-        lowered = _copy_assets(spec, lowered, staging)
-        manifest = _manifest(spec, options, lowered, staging, time.perf_counter() - start)
-        manifest["transforms"] = {
-            "fold_norms": fold_report.to_json() if fold_report else {"skipped": "disabled (--no-fold)"},
-            "norms_left": sum(
-                isinstance(m, NORM_TYPES) for u in (to_lower.graphs or (to_lower,)) for m in u.module.modules()
-            ),
-        }
-        if lowered.quantization is not None:
-            calibration = options.calibration.to_json() if options.calibration else None
-            manifest["quantization"] = {"precision": options.precision, **lowered.quantization,
-                                        "calibration": calibration}  # fmt: skip
-        manifest["extras"].update(jsonable(spec.extras))
-        if layout is not None:
-            manifest["extras"]["stream"] = layout.to_json()
-        write_manifest(staging, manifest)
-        notify(f"verifying with {fmt.runtime_class().name}")
-        if layout is not None:
-            validation = validate_stream(whole, staging, options)
-        elif spec.graphs:
-            validation = _validate_graphs(spec, staging, options)
-        else:
-            check = _validate_quantized if options.quantized else _validate
-            validation = check(spec, staging, options)
-        manifest["validation"] = validation.to_json()
-        manifest["export"]["seconds"] = round(time.perf_counter() - start, 3)
-        write_manifest(staging, manifest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if not validation.passed and not allow_mismatch:
-        rejected = destination.with_name(destination.name + ".rejected")
-        shutil.rmtree(rejected, ignore_errors=True)
-        staging.rename(rejected)
-        hint = _QUANTIZED_HINT if options.quantized else ""
-        raise ValidationFailed(options.format, validation.summary(), str(rejected), hint)
-    if destination.exists():
-        shutil.rmtree(destination)
-    staging.rename(destination)
-    log.info("wrote %s (%s)", destination, validation.summary())
-    return ExportResult(str(destination), manifest, validation, time.perf_counter() - start)
+    if not streaming:
+        return ExportJob(spec, spec, options)
+    if options.quantized:
+        raise UnsupportedOptionError("--streaming with precision", options.precision, ["fp32"])
+    notify("making the streaming state explicit")
+    stream_spec, layout = streaming_spec(spec, chunk)
+    return ExportJob(stream_spec, spec, options, layout)
+
+
+def _fold(spec: ModelSpec, fold: bool, notify: Callable) -> tuple[ModelSpec, FoldSummary]:
+    """Every module that will be lowered (the model's forward, or each of its graphs) with its norms folded."""
+    if not fold:
+        return spec, FoldSummary(norms_left=_norms_left(spec), skipped="disabled (--no-fold)")
+    notify("folding BatchNorm into neighbouring layers")
+    units = spec.graphs or (spec,)
+    results = [fold_norms(u.module) for u in units]
+    folded = tuple(replace(u, module=m) for u, (m, _) in zip(units, results, strict=True))
+    to_lower = replace(spec, graphs=folded) if spec.graphs else folded[0]
+    report = FoldReport.merge([r for _, r in results])
+    return to_lower, FoldSummary(dict(report.folded), report.traced, report.reason, _norms_left(to_lower))
+
+
+def _norms_left(spec: ModelSpec) -> int:
+    return sum(isinstance(m, NORM_TYPES) for u in (spec.graphs or (spec,)) for m in u.module.modules())
 
 
 def _copy_assets(spec: ModelSpec, lowered: LoweredGraph, staging: Path) -> LoweredGraph:
@@ -225,103 +180,55 @@ def _copy_assets(spec: ModelSpec, lowered: LoweredGraph, staging: Path) -> Lower
     return replace(lowered, files=(*lowered.files, *spec.assets)) if spec.assets else lowered
 
 
-def _manifest(
-    spec: ModelSpec, options: ExportOptions, lowered: LoweredGraph, bundle_dir: Path, seconds: float
-) -> dict[str, Any]:
-    undelegated = lowered.undelegated_ops
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "edgekit_version": edgekit_version(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": {
-            "name": spec.name,
-            "family": spec.family,
-            "parameters": spec.parameters,
-            "flops": spec.flops(),
-            "task": spec.task,
-            "config": jsonable(spec.config),
-            "class_names": list(spec.class_names) if spec.class_names else None,
-            "dataset": spec.dataset,
-        },
-        "format": options.format,
-        "target": options.target,
-        "delegate": options.delegate,
-        "precision": options.precision,
-        "graphs": [g.to_json() for g in lowered.graphs],
-        "files": describe_files(bundle_dir, list(lowered.files)),
-        "validation": {"passed": False, "pending": True},
-        "export": {
-            "seconds": round(seconds, 3),
-            "undelegated_ops": undelegated,
-            "undelegated_op_count": sum(undelegated.values()) if undelegated is not None else None,
-        },
-        "toolchain": {k: v for k, v in versions().items() if v is not None},
-        "extras": {},
-    }
+def _count_flops(spec: ModelSpec, lowered: LoweredGraph) -> LoweredGraph:
+    """Each graph's own FLOPs: an energy estimate charges a decoder step for a step, not for the whole model."""
+    units = {g.name: g for g in spec.graphs} if spec.graphs else {lowered.graphs[0].name: spec}
+    graphs = tuple(replace(g, flops=units[g.name].flops()) if g.name in units else g for g in lowered.graphs)
+    return replace(lowered, graphs=graphs)
 
 
-def _validate(spec: ModelSpec, bundle_dir: Path, options: ExportOptions):
-    """Run the written bundle with its runtime and PyTorch on the same inputs and compare."""
-    input_sets = _input_sets(spec, options)
-    reference, candidate = _run_both(spec, bundle_dir, input_sets)
-    return compare(reference, candidate, options.tolerance, classify=spec.task == "classification")
-
-
-def _run_both(
-    spec: ModelSpec | SubGraph, bundle_dir: Path, input_sets: list[dict], graph: str | None = None
-) -> tuple[list[dict], list[dict]]:
-    """Named outputs of the PyTorch model (or one of its graphs) and of the bundle's runtime, per input set."""
-    reference = []
-    for sample in input_sets:
-        outputs = run_module(spec.module, tuple(torch.from_numpy(sample[n]) for n in spec.input_names))
-        reference.append({n: o.numpy() for n, o in zip(spec.output_names, outputs, strict=False)})
-    with runtimes.load(bundle_dir, graph=graph) as runtime:
-        candidate = [runtime.run(sample) for sample in input_sets]
-    return reference, candidate
-
-
-def _input_sets(io: ModelSpec | SubGraph, options: ExportOptions) -> list[dict]:
-    """The example inputs, then random ones: ``options.validation_samples`` sets in all."""
-    example = {n: t.numpy() for n, t in zip(io.input_names, io.example_inputs, strict=True)}
-    return [example, *make_inputs(io.input_specs, options.validation_samples - 1, seed=options.seed)]
-
-
-def _validate_graphs(spec: ModelSpec, bundle_dir: Path, options: ExportOptions):
-    """Each graph of a multi-graph bundle against its PyTorch module, on its example and random inputs."""
-    results = []
-    for g in spec.graphs:
-        reference, candidate = _run_both(g, bundle_dir, _input_sets(g, options), graph=g.name)
-        results.append((g.name, compare(reference, candidate, options.tolerance, classify=False)))
-    return merge_results(results)
+def _manifest(job: ExportJob, lowered: LoweredGraph, fold: FoldSummary, bundle_dir: Path, seconds: float) -> Manifest:
+    spec, options = job.spec, job.options
+    quantization = None
+    if lowered.quantization is not None:
+        calibration = options.calibration
+        quantization = QuantizationInfo(options.precision, lowered.quantization,
+                                        calibration.source if calibration else None,
+                                        len(calibration) if calibration else None)  # fmt: skip
+    extras = Extras.from_json(jsonable(spec.extras))
+    if job.layout is not None:
+        extras = replace(extras, stream=job.layout)
+    flops = lowered.graphs[0].flops if not spec.graphs else spec.flops()
+    return Manifest(
+        model=ModelInfo(
+            spec.name,
+            spec.family,
+            spec.parameters,
+            flops,
+            spec.task,
+            jsonable(spec.config),
+            tuple(spec.class_names) if spec.class_names else None,
+            spec.dataset,
+        ),  # fmt: skip
+        format=options.format,
+        precision=options.precision,
+        graphs=lowered.graphs,
+        files=describe_files(bundle_dir, list(lowered.files)),
+        export=ExportInfo(seconds, lowered.undelegated_ops),
+        target=options.target,
+        delegate=options.delegate,
+        transforms=fold,
+        quantization=quantization,
+        extras=extras,
+        toolchain={k: v for k, v in versions().items() if v is not None},
+        edgekit_version=edgekit_version(),
+    )
 
 
 _QUANTIZED_HINT = (
     "Calibrate on more representative data (--calib, --calib-samples), try --int8 dynamic, or accept a larger "
     "loss with --max-accuracy-drop. "
 )
-# Without labelled data a quantized bundle is compared on this many random inputs at least: top-1 agreement
-# over eight inputs would move in steps of 12.5%.
-_MIN_UNLABELLED_SAMPLES = 64
-
-
-def _validate_quantized(spec: ModelSpec, bundle_dir: Path, options: ExportOptions):
-    """Run the quantized bundle and the float PyTorch model on the held-out split of the model's dataset
-    (labels: accuracy decides) or, without one, on random inputs (top-1 agreement or cosine decides)."""
-    classify = spec.task == "classification"
-    labels = None
-    if spec.dataset and classify and len(spec.input_specs) == 1:
-        from edgekit.data import load_dataset
-
-        input_spec = spec.input_specs[0]
-        batches, labels = load_dataset(spec.dataset, input_spec.shape).test_batches(input_spec.shape[0])
-        input_sets = [{input_spec.name: x} for x in batches]
-        data = f"{spec.dataset} held-out"
-    else:
-        count = max(options.validation_samples, _MIN_UNLABELLED_SAMPLES)
-        input_sets = make_inputs(spec.input_specs, count, seed=options.seed)
-        data = "random normal"
-    reference, candidate = _run_both(spec, bundle_dir, input_sets)
-    return judge_quantized(reference, candidate, options.quality, options.precision, data, labels, classify)
 
 
 def try_export(model: str, fmt: str, out_root: str | Path, **kwargs: Any) -> tuple[ExportResult | None, str, str]:

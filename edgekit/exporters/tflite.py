@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from edgekit.exporters.base import require, stage
+from edgekit.exporters.base import check_format_environment, stage
 from edgekit.models.spec import ModelSpec
-from edgekit.types import ExportOptions, GraphSpec, LoweredGraph
+from edgekit.types import ExportOptions, GraphSpec, LoweredGraph, QuantizationScheme
 
 # litert-torch names the single signature it writes
 SIGNATURE = "serving_default"
@@ -18,7 +18,7 @@ class TFLiteExporter:
     extra: ClassVar[str] = "export"
 
     def check_environment(self) -> None:
-        require("litert_torch", "litert-torch", self.extra, "exporting to TFLite (.tflite)")
+        check_format_environment(self.format, self.extra)
 
     def export(self, spec: ModelSpec, out_dir: Path, options: ExportOptions) -> LoweredGraph:
         self.check_environment()
@@ -53,7 +53,7 @@ class TFLiteExporter:
         return LoweredGraph(graphs, (path.name,), None, None)
 
     @staticmethod
-    def _quantize(spec: ModelSpec, options: ExportOptions) -> tuple[object, dict, dict]:
+    def _quantize(spec: ModelSpec, options: ExportOptions) -> tuple[object, dict, QuantizationScheme]:
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
         from litert_torch.quantize.quant_config import QuantConfig
 
@@ -65,5 +65,5 @@ class TFLiteExporter:
         with stage("tflite", f"quantizing to {options.precision} (PT2E, litert-torch PT2EQuantizer)"):
             # litert-torch folds the quantize ops itself during conversion
             module = pt2e_quantize(spec, quantizer, options.calibration, fold_quantize=False)
-        description = {"tool": "torchao PT2E + litert-torch PT2EQuantizer", **pt2e_scheme(settings)}
+        description = pt2e_scheme("torchao PT2E + litert-torch PT2EQuantizer", settings)
         return module, {"quant_config": QuantConfig(pt2e_quantizer=quantizer)}, description

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgekit.inputs import make_inputs
 from edgekit.models.spec import ModelSpec
 from edgekit.models.spiking import LIF, recording
 from edgekit.streaming import StreamSession
 from edgekit.types import ExportOptions, ValidationResult
-from edgekit.validate import SpikeAgreement, compare, compare_spikes, make_inputs
+from edgekit.validate import SpikeAgreement, compare, compare_spikes
 
 
 def reference_steps(whole: ModelSpec, sequence: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:

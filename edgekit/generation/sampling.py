@@ -10,6 +10,7 @@ import numpy as np
 
 from edgekit.errors import InputError
 from edgekit.generation.tokenizer import Tokenizer
+from edgekit.validate import softmax
 
 
 class Seq2SeqRunner(Protocol):
@@ -48,8 +49,8 @@ class Sampling:
             if self.top_k:
                 cutoff = np.sort(scaled)[-min(self.top_k, len(scaled))]
                 scaled = np.where(scaled >= cutoff, scaled, -np.inf)
-            probs = np.exp(scaled - scaled.max())
-            return int(rng.choice(len(probs), p=probs / probs.sum()))
+            probs = softmax(scaled)
+            return int(rng.choice(len(probs), p=probs))
 
         return sample
 

@@ -18,7 +18,7 @@ import torch
 
 from edgekit.errors import BundleError, UnsupportedOptionError
 from edgekit.models.bart import BartConfig
-from edgekit.models.spec import ModelSpec
+from edgekit.models.spec import ModelSpec, create_model
 from edgekit.models.t5 import T5Config
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,6 @@ def read_safetensors(root: Path) -> dict[str, torch.Tensor]:
 
 def load_checkpoint_folder(path: str | Path, **overrides: Any) -> ModelSpec:
     """The folder's model with its weights loaded; ``overrides`` set export sizes such as ``max_source``."""
-    from edgekit.models import create_model
     from edgekit.training import load_state
 
     ckpt = read_checkpoint(path)

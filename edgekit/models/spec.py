@@ -37,6 +37,14 @@ class _GraphIO:
             for n, t in zip(self.output_names, outputs, strict=True)
         )
 
+    def flops(self) -> int:
+        """Floating-point operations of one forward pass on the example inputs (a multiply-add counts 2)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            self.module(*self.example_inputs)
+        return int(counter.get_total_flops())
+
 
 @dataclass(frozen=True)
 class SubGraph(_GraphIO):
@@ -90,14 +98,6 @@ class ModelSpec(_GraphIO):
     @property
     def parameters(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
-
-    def flops(self) -> int:
-        """Floating-point operations of one forward pass on the example inputs (a multiply-add counts 2)."""
-        from torch.utils.flop_counter import FlopCounterMode
-
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            self.module(*self.example_inputs)
-        return int(counter.get_total_flops())
 
 
 def image_classifier_spec(
@@ -174,6 +174,15 @@ def _check_type(model: str, key: str, value: Any, default: Any) -> None:
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def create_model(name: str, **config: Any) -> ModelSpec:
+    """Build a registered model (unknown names raise with close-match suggestions)."""
+    return MODELS.get(name).build(**config)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    return MODELS.names(pattern)
 
 
 def register_model(name: str, family: str, description: str = "", streams: bool = False) -> Callable:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from edgekit.streaming import StateSlot
+from edgekit.layouts import StateSlot
 
 
 @dataclass

@@ -19,11 +19,12 @@ from typing import Any
 import torch
 
 from edgekit import runtimes
-from edgekit.exporters.pipeline import prepare_model, try_export
+from edgekit.exporters.pipeline import try_export
+from edgekit.inputs import make_inputs
+from edgekit.models import prepare_model
 from edgekit.profiling.latency import measure
 from edgekit.runtimes.torch import TorchRuntime
 from edgekit.types import GraphSpec
-from edgekit.validate import make_inputs
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,12 @@ def compare_formats(
         rows[fmt] = FormatRow(
             fmt,
             "ok",
-            sum(f["bytes"] for f in m["files"].values()),
+            m.total_bytes,
             result.validation.max_abs_err,
             None,
             None,
-            m["export"]["seconds"],
-            m["export"]["undelegated_op_count"],
+            m.export.seconds,
+            m.export.undelegated_op_count,
         )
         contenders[fmt] = runtimes.load(result.bundle_dir, threads=threads)
     sample = make_inputs(spec.input_specs, 1, seed=3)[0]

@@ -20,11 +20,11 @@ from typing import Any
 from edgekit.bundle import read_bundle
 from edgekit.errors import EdgekitError, UnsupportedOptionError
 from edgekit.formats import get_format
+from edgekit.inputs import make_inputs
 from edgekit.profiling.energy import METERS, MeterUnavailable, measure_window, select_meter
 from edgekit.profiling.energy.estimate import DEVICES, detect_device, estimate_joules
 from edgekit.profiling.latency import LatencyStats, measure
 from edgekit.profiling.memory import PeakSampler, rss_bytes
-from edgekit.validate import make_inputs
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def profile(
     get_format(bundle.format).runtime_class().import_native()
     import_ms = (time.perf_counter() - t0) * 1e3
     meter, notes = _meter(energy)
-    flops = (bundle.manifest.get("model") or {}).get("flops")
+    model_flops = bundle.manifest.model.flops
     profiles = []
     runtime_name = ""
     for graph in bundle.graphs:
@@ -157,12 +157,14 @@ def profile(
                 )  # fmt: skip
             else:
                 latency = timed()
+                # each graph's own count (a decoder step costs a step); bundles from before graphs had one: the model's
+                flops = graph.flops if graph.flops is not None else (model_flops if len(bundle.graphs) == 1 else None)
                 result = _estimate(energy, flops, latency, device)
             runtime.close()
         profiles.append(GraphProfile(graph.name, load_ms, first_ms, latency, peak.peak, model_memory, result))
     return ProfileReport(
         bundle=str(bundle_path), model=bundle.model, format=bundle.format, runtime=runtime_name,
-        file_bytes=sum(f["bytes"] for f in bundle.manifest["files"].values()), verify_ms=verify_ms, import_ms=import_ms,
+        file_bytes=bundle.manifest.total_bytes, verify_ms=verify_ms, import_ms=import_ms,
         threads=threads, host=host_info(), graphs=tuple(profiles), energy_notes=tuple(notes),
     )  # fmt: skip
 

@@ -75,6 +75,18 @@ class Runtime:
     def _run_native(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
 
+    # Why a runtime cannot time single operators, for the error when it is asked to.
+    no_operator_times: ClassVar[str] = "this runtime has no per-operator timing"
+
+    @classmethod
+    def operator_times(
+        cls, model_file: Path, graph: GraphSpec, inputs: dict[str, np.ndarray], runs: int, threads: int | None
+    ) -> dict[tuple[str, str], list[float]]:
+        """Milliseconds of every operator event over ``runs`` runs, keyed by (op, where it ran)."""
+        from edgekit.errors import UnsupportedOptionError
+
+        raise UnsupportedOptionError("--ops", cls.name, [f"a runtime with operator timing ({cls.no_operator_times})"])
+
     # -- the interface -------------------------------------------------------------------------
     @property
     def input_specs(self) -> tuple[TensorSpec, ...]:

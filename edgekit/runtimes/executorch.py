@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
 import numpy as np
 
 from edgekit.errors import MissingDependencyError
@@ -61,3 +66,35 @@ class ExecuTorchRuntime(Runtime):
     def close(self) -> None:
         self._method = None
         self._program = None
+
+    @classmethod
+    def operator_times(
+        cls, model_file: Path, graph: GraphSpec, inputs: dict[str, np.ndarray], runs: int, threads: int | None
+    ) -> dict[tuple[str, str], list[float]]:
+        """ETDump recorded by the runtime, read with executorch.devtools.Inspector: XNNPACK reports each of its
+        kernels, so delegated ops show up by kernel (``Convolution (NHWC, F32) IGEMM``)."""
+        entry = graph.entry or "forward"
+        try:
+            import torch
+            from executorch.devtools import Inspector
+            from executorch.runtime import Runtime
+        except ImportError:
+            raise MissingDependencyError("executorch", "executorch", "profiling .pte bundles") from None
+        program = Runtime.get().load_program(model_file, enable_etdump=True)  # timings only, no tensor dumps
+        method = program.load_method(entry)
+        tensors = [torch.from_numpy(a) for a in inputs.values()]
+        for _ in range(runs):
+            method.execute(tensors)
+        with tempfile.TemporaryDirectory() as tmp:
+            etdump, debug = Path(tmp) / "run.etdp", Path(tmp) / "debug.bin"
+            program.write_etdump_result_to_file(str(etdump), str(debug))
+            frame = Inspector(etdump_path=str(etdump)).to_dataframe()
+        rows: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for _, event in frame[frame["event_block_name"] == "Execute"].iterrows():
+            name = str(event["event_name"])
+            if name in ("DELEGATE_CALL", "Method::execute", "OPERATOR_CALL"):
+                continue  # containers of the events below
+            placement = "xnnpack" if event["is_delegated_op"] else "portable"
+            op = re.sub(r"\s*#\d+$", "", name).removeprefix("native_call_")
+            rows[op, placement] += list(event["raw"])
+        return rows

@@ -68,6 +68,7 @@ def _position(name: str) -> tuple[int, str]:
 
 class LiteRTRuntime(Runtime):
     name = "LiteRT interpreter"
+    no_operator_times = "LiteRT's Python interpreter API has no per-op timing; use its benchmark_model tool"
     native_packages = ("ai_edge_litert|tflite_runtime",)
 
     @classmethod

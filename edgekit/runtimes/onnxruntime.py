@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
 import numpy as np
 
 from edgekit.errors import MissingDependencyError
@@ -61,3 +66,30 @@ class OnnxRuntime(Runtime):
 
     def close(self) -> None:
         self._session = None
+
+    @classmethod
+    def operator_times(
+        cls, model_file: Path, graph: GraphSpec, inputs: dict[str, np.ndarray], runs: int, threads: int | None
+    ) -> dict[tuple[str, str], list[float]]:
+        """ONNX Runtime's own profiler: a Chrome-trace JSON of every node run, with its execution provider."""
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MissingDependencyError("onnxruntime", "onnx", "profiling .onnx bundles") from None
+        with tempfile.TemporaryDirectory() as tmp:
+            options = ort.SessionOptions()
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(tmp) / "ort")
+            options.log_severity_level = 3
+            if threads:
+                options.intra_op_num_threads = threads
+            session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+            for _ in range(runs):
+                session.run(None, inputs)
+            trace = json.loads(Path(session.end_profiling()).read_text())
+        rows: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for event in trace:
+            args = event.get("args", {})
+            if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+                rows[args.get("op_name", "?"), args.get("provider", "?")].append(event["dur"] / 1e3)
+        return rows

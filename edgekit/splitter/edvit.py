@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekit import runtimes
-from edgekit.bundle import check_replaceable, sha256_file
+from edgekit.bundle import sha256_file
 from edgekit.data import Split, load_dataset
 from edgekit.errors import ConfigError, UnsupportedOptionError
 from edgekit.models.spec import ModelSpec
@@ -49,6 +49,7 @@ from edgekit.splitter.fuse import FusionHead, train_fusion
 from edgekit.splitter.partition import PARTITIONS, partition_classes
 from edgekit.splitter.plan import PLAN_NAME, ShardPlan, SplitPlan, bundle_digest, load_plan, save_plan
 from edgekit.splitter.prune import KeepChoice, VitShape, prune_vit, taylor_importance
+from edgekit.staging import check_replaceable
 from edgekit.types import jsonable
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,8 @@ def plan_split(
     on_stage: Callable[[str], None] | None = None,
 ) -> SplitPlan:
     """Build, export and write a split plan for ``model`` over ``devices`` into ``out_dir``."""
-    from edgekit.exporters.pipeline import export, prepare_model
+    from edgekit.exporters.pipeline import export
+    from edgekit.models import prepare_model
     from edgekit.training import evaluate_module, train_classifier
 
     settings = settings or SplitSettings()
@@ -190,7 +192,7 @@ def plan_split(
         notify(f"exporting {cost.name} for {device.name} ({device.format})")
         rel = f"shards/{cost.name}-{device.format}"
         result = export(shard_spec, format=device.format, out_dir=staging / rel, samples=settings.samples)
-        size = sum(int(f["bytes"]) for f in result.manifest["files"].values())
+        size = result.manifest.total_bytes
         # Measured, not assumed: the shard's own runtime on this host, scaled by the two matmul throughputs.
         with runtimes.load(staging / rel) as runtime:
             sample = shard_spec.example_inputs[0].numpy()

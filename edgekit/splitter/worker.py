@@ -76,7 +76,7 @@ class ShardStore:
             )
         bundle = read_bundle(staged)  # every file's sha256 against the manifest
         received = {str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file()}
-        extra = received - set(bundle.manifest["files"]) - {MANIFEST_NAME}
+        extra = received - set(bundle.manifest.files) - {MANIFEST_NAME}
         if extra:
             raise BundleError(f"shard {shard}: files not listed in the manifest were uploaded: {sorted(extra)[0]}")
         final = self.workdir / "shards" / shard

@@ -11,8 +11,8 @@ import logging
 
 import torch
 
-from edgekit.calibration import Calibration
 from edgekit.models.spec import ModelSpec
+from edgekit.types import Calibration, QuantizationScheme
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,12 @@ def pt2e_quantize(
     return convert_pt2e(prepared, fold_quantize=fold_quantize)
 
 
-def pt2e_scheme(settings: dict) -> dict[str, str]:
+def pt2e_scheme(tool: str, settings: dict) -> QuantizationScheme:
     """In words, for the manifest: the scheme a PT2E symmetric-quantization setting produces."""
-    return {
-        "weights": "int8 symmetric, per output channel" if settings.get("is_per_channel") else "int8 per tensor",
-        "activations": "int8 per tensor, quantized at run time"
+    return QuantizationScheme(
+        tool=tool,
+        weights="int8 symmetric, per output channel" if settings.get("is_per_channel") else "int8 per tensor",
+        activations="int8 per tensor, quantized at run time"
         if settings.get("is_dynamic")
         else "int8 per tensor (asymmetric), ranges from calibration",
-    }
+    )

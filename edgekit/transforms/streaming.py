@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from edgekit.errors import ConfigError, UnsupportedOptionError
+from edgekit.layouts import StreamLayout
 from edgekit.models.spec import MODELS, ModelSpec, with_named_inputs
 from edgekit.models.state import StreamState
-from edgekit.streaming import StreamLayout
 
 FRAMES_INPUT = "frames"
 LOGITS_OUTPUT = "logits"

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from edgekit.errors import BundleError, InputError
-from edgekit.exporters.pipeline import prepare_model
 from edgekit.formats import FORMATS
 from edgekit.generation.bundle_runner import BundleSeq2SeqRunner
 from edgekit.generation.sampling import Sampling, generate
 from edgekit.generation.tasks import TASKS
 from edgekit.generation.torch_runner import TorchSeq2SeqRunner
+from edgekit.models import prepare_model
 from tests.generation.bundles import CONFIG, PAIRS
 from tests.test_cli import assert_user_error, invoke
 
@@ -31,7 +31,7 @@ def reference(seq2seq):
 def test_greedy_tokens_and_cached_logits_equal_pytorch(seq2seq, reference, fmt):
     result = seq2seq.get(fmt)
     assert result.passed, result.validation.summary()
-    manifest = result.manifest
+    manifest = result.manifest.to_json()
     assert [g["name"] for g in manifest["graphs"]] == ["encoder", "decoder_step"]
     layout = manifest["extras"]["seq2seq"]
     assert layout["tokenizer"]["kind"] == "bytes" and layout["max_target"] == CONFIG["max_target"]
@@ -66,7 +66,7 @@ def test_trained_model_reverses_strings(seq2seq):
 @pytest.mark.parametrize("fmt", ["pte", "tflite"])
 def test_shared_embedding_is_stored_once(seq2seq, fmt):
     # one file with two methods / signatures: the weights both graphs use (the tied embedding) are not repeated
-    manifest = seq2seq.get(fmt).manifest
+    manifest = seq2seq.get(fmt).manifest.to_json()
     weight_bytes = manifest["model"]["parameters"] * 4
     assert sum(f["bytes"] for f in manifest["files"].values()) < 1.25 * weight_bytes
 

@@ -13,9 +13,9 @@ from edgekit.bundle import read_bundle
 from edgekit.data import load_dataset
 from edgekit.errors import BundleError, InputError, UnsupportedOptionError
 from edgekit.evaluation import evaluate_bundle, model_step_predictions
-from edgekit.exporters.pipeline import prepare_model
 from edgekit.exporters.verify_stream import reference_steps, stream_sequence
 from edgekit.formats import FORMATS
+from edgekit.models import prepare_model
 from edgekit.streaming import StreamSession
 from edgekit.validate import compare_spikes
 
@@ -38,7 +38,7 @@ def test_trained_models_learn(lmu):
 @pytest.mark.parametrize("model", MODELS)
 def test_streaming_bundle_matches_whole_sequence_at_every_frame(lmu, model, fmt):
     result = lmu.get(model, fmt)
-    manifest = result.manifest
+    manifest = result.manifest.to_json()
     assert result.passed, result.validation.summary()
     stream = manifest["extras"]["stream"]
     assert stream["chunk"] == 1 and stream["features"] == 4 and stream["initial_state"] == "zeros"
@@ -87,10 +87,10 @@ def test_trained_spiking_model_fires_in_the_bundle(lmu, fmt):
 )
 def test_whole_sequence_export_of_trained_model(lmu, model, fmt):
     result = lmu.get(model, fmt, streaming=False)
-    assert result.passed and "stream" not in result.manifest["extras"]
-    assert result.manifest["graphs"][0]["inputs"][0]["shape"] == [1, 16, 4]
+    assert result.passed and "stream" not in result.manifest.to_json()["extras"]
+    assert result.manifest.to_json()["graphs"][0]["inputs"][0]["shape"] == [1, 16, 4]
     if fmt == "pte":
-        assert result.manifest["export"]["undelegated_ops"] == {}
+        assert result.manifest.to_json()["export"]["undelegated_ops"] == {}
     # the bundle classifies the held-out digits as the trained model does
     spec = prepare_model(model, lmu.weights(model))
     split = load_dataset("digits", (1, 16, 4))
@@ -114,7 +114,7 @@ def test_streamed_accuracy_equals_torch(lmu):
 
 def test_chunked_streaming(lmu):
     result = lmu.get("lmuformer_spiking", "onnx", chunk=4)
-    assert result.passed and result.manifest["extras"]["stream"]["chunk"] == 4
+    assert result.passed and result.manifest.to_json()["extras"]["stream"]["chunk"] == 4
     sequences, _ = _digits(4)
     whole = prepare_model("lmuformer_spiking", lmu.weights("lmuformer_spiking"))
     with StreamSession(result.bundle_dir) as session:
@@ -166,7 +166,7 @@ def test_streaming_int8_is_refused():
 def test_bundle_state_is_explicit_in_the_graph(lmu):
     bundle = read_bundle(lmu.path("lmuformer_spiking", "pte"))
     graph = bundle.graph()
-    stream = bundle.manifest["extras"]["stream"]
+    stream = bundle.manifest.to_json()["extras"]["stream"]
     assert [t.name for t in graph.inputs] == ["frames", *(s["name"] for s in stream["state"])]
     outputs = [t.name for t in graph.outputs]
     assert outputs[:2] == ["logits", "spikes"] and outputs[2:] == [s["output"] for s in stream["state"]]

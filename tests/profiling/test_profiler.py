@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from edgekit.bundle import read_bundle
 from edgekit.cli import cli
 from edgekit.errors import UnsupportedOptionError
+from edgekit.inputs import make_inputs
 from edgekit.profiling.operators import operator_profile
 from edgekit.profiling.profiler import profile
-from edgekit.validate import make_inputs
 
 
 def invoke(*args):
@@ -39,7 +39,7 @@ def test_profile_json_for_every_format(bundles, tmp_path, fmt, no_meters):
     energy = data["energy"]
     assert energy["source"] == "estimate"  # no meter on this machine (or in the pointed-at trees)
     assert energy["joules_per_inference"] > 0 and energy["average_watts"] > 0
-    flops = read_bundle(bundles.path("cnn_small", fmt)).manifest["model"]["flops"]
+    flops = read_bundle(bundles.path("cnn_small", fmt)).manifest.to_json()["model"]["flops"]
     assert flops > 0 and str(round(flops / 1e6, 1)) in energy["detail"]
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert len(rows) == 50 and float(rows[0]["latency_ms"]) > 0

@@ -78,7 +78,7 @@ def test_static_tflite_has_int8_io_but_callers_use_float(int8):
         logits = runtime.run({"image": split.x_test[:1]})["logits"]
     assert logits.dtype == np.float32
     # dequantized logits of a digit rank the same class first as the float model
-    from edgekit.exporters.pipeline import prepare_model
+    from edgekit.models import prepare_model
 
     spec = prepare_model("cnn_small", int8.weights("cnn_small"))
     with torch.no_grad():
@@ -103,9 +103,9 @@ def test_quantized_io_maps_with_the_tensors_scale_and_zero_point():
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
 def test_dynamic_int8(int8, fmt):
     result = int8.get("vit_digits", fmt, "int8-dynamic")
-    assert result.manifest["precision"] == "int8-dynamic"
-    assert result.manifest["quantization"]["calibration"] is None
-    assert "run time" in result.manifest["quantization"]["activations"]
+    assert result.manifest.to_json()["precision"] == "int8-dynamic"
+    assert result.manifest.to_json()["quantization"]["calibration"] is None
+    assert "run time" in result.manifest.to_json()["quantization"]["activations"]
     assert result.validation.passed and result.validation.accuracy_drop <= 2.0
 
 
@@ -141,11 +141,11 @@ def test_without_labels_top1_agreement_decides(tmp_path, tiny_configs):
 
     result = export("vit_tiny", format="onnx", precision="int8", config=tiny_configs["vit_tiny"],
                     out_dir=tmp_path / "b", calib_samples=16, allow_mismatch=True)  # fmt: skip
-    validation = result.manifest["validation"]
+    validation = result.manifest.to_json()["validation"]
     assert validation["criterion"] in ("top1_agreement", "cosine") and validation["data"] == "random normal"
     assert validation["samples"] == 64 and validation["accuracy"] is None
     assert validation["passed"] == (validation["top1_agreement"] >= 0.9 or validation["cosine"] >= 0.99)
-    assert result.manifest["quantization"]["calibration"]["source"].startswith("random normal")
+    assert result.manifest.to_json()["quantization"]["calibration"]["source"].startswith("random normal")
 
 
 def test_unknown_precision_and_int8_on_portable_kernels_are_refused(tmp_path):

@@ -57,8 +57,8 @@ def test_variants_export_fully_delegated_and_verified(kind, tmp_path):
     result = export("vit_digits", format="pte", config={"depth": 1, "attention": kind}, out_dir=tmp_path / kind,
                     samples=3)  # fmt: skip
     assert result.passed
-    assert result.manifest["export"]["undelegated_op_count"] == 0
-    assert result.manifest["model"]["config"]["attention"] == kind
+    assert result.manifest.to_json()["export"]["undelegated_op_count"] == 0
+    assert result.manifest.to_json()["model"]["config"]["attention"] == kind
 
 
 def test_split_refuses_attention_variants(tmp_path):

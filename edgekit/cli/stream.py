@@ -8,9 +8,9 @@ import time
 
 import click
 import numpy as np
-from rich.table import Table
 
-from edgekit import cli as _cli
+from edgekit.cli import render
+from edgekit.cli.app import session
 
 
 @click.command()
@@ -25,33 +25,38 @@ def stream(bundle, input_path, every, threads, as_json) -> None:
     from edgekit.errors import InputError
     from edgekit.inputs import read_array_file
     from edgekit.streaming import StreamSession
+    from edgekit.validate import softmax
 
     sequence = read_array_file(input_path)
     if isinstance(sequence, dict):
         raise InputError(f"{input_path}: give one .npy array (frames, features), not an .npz archive")
-    with StreamSession(bundle, threads=threads) as session:
-        names = session.bundle.manifest["model"].get("class_names")
-        layout = session.layout
-        sequence = session.as_sequence(sequence)
-        table = Table(title=f"{bundle}: {len(sequence)} frames, {layout.chunk} per call ({session.runtime.name})")
-        for col in ("frames", "prediction", "probability", "ms", *(("spike rate",) if layout.spikes_output else ())):
-            table.add_column(col, justify="right")
+    with StreamSession(bundle, threads=threads) as stream_session:
+        names = stream_session.bundle.manifest.model.class_names
+        layout = stream_session.layout
+        sequence = stream_session.as_sequence(sequence)
+        columns = ("frames", "prediction", "probability", "ms", *(("spike rate",) if layout.spikes_output else ()))
+        title = (
+            f"{render.text(bundle)}: {len(sequence)} frames, {layout.chunk} per call ({stream_session.runtime.name})"
+        )
+        table = render.table(title, dict.fromkeys(columns, "right"))
         calls = range(0, len(sequence), layout.chunk)
         for i, start in enumerate(calls):
             began = time.perf_counter()
-            logits = session.push(sequence[start : start + layout.chunk])[-1].astype(np.float64)
+            logits = stream_session.push(sequence[start : start + layout.chunk])[-1].astype(np.float64)
             ms = (time.perf_counter() - began) * 1e3
-            probs = np.exp(logits - logits.max())
-            probs /= probs.sum()
+            probs = softmax(logits)
             best = int(probs.argmax())
             label = names[best] if names and best < len(names) else str(best)
-            rate = float(session.last_spikes.mean()) if session.last_spikes is not None else None
+            rate = float(stream_session.last_spikes.mean()) if stream_session.last_spikes is not None else None
             if as_json:
-                record = {"frames": session.frames_seen, "prediction": label, "probability": float(probs[best]),
+                record = {"frames": stream_session.frames_seen, "prediction": label, "probability": float(probs[best]),
                           "ms": ms, "spike_rate": rate}  # fmt: skip
                 click.echo(json.dumps(record))
             elif i % every == 0 or i == len(calls) - 1:
-                row = [str(session.frames_seen), label, f"{probs[best]:.3f}", f"{ms:.3f}"]
+                row = [str(stream_session.frames_seen), label, f"{probs[best]:.3f}", f"{ms:.3f}"]
                 table.add_row(*row, *((f"{rate:.3f}",) if rate is not None else ()))
     if not as_json:
-        _cli.out.print(table)
+        session().out.print(table)
+
+
+COMMANDS = (stream,)

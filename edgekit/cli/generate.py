@@ -7,7 +7,7 @@ import time
 
 import click
 
-from edgekit import cli as _cli
+from edgekit.cli.app import session
 
 
 @click.command()
@@ -40,5 +40,8 @@ def generate(bundle, prompt, max_new_tokens, temperature, top_k, seed, threads) 
     sys.stdout.flush()
     first = f"first token {times[0] * 1e3:.1f} ms, " if times else ""
     rate = f", {(len(times) - 1) / (times[-1] - times[0]):.0f} tokens/s after it" if len(times) > 2 else ""
-    _cli.err.print(f"{len(result.tokens)} tokens ({result.stopped_by}); {first}{total * 1e3:.1f} ms in all{rate}",
+    session().err.print(f"{len(result.tokens)} tokens ({result.stopped_by}); {first}{total * 1e3:.1f} ms in all{rate}",
                    soft_wrap=True)  # fmt: skip
+
+
+COMMANDS = (generate,)

@@ -1,6 +1,6 @@
 """The split commands of ``edgekit``: ``split`` (plan), ``worker`` (serve shards), ``infer-split`` (run).
 
-Registered on the main group by ``edgekit.cli``; rendering only -- the work is in ``edgekit.splitter``.
+Rendering only -- the work is in ``edgekit.splitter``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import click
 import numpy as np
 from rich.table import Table
 
-from edgekit import cli as _cli
+from edgekit.cli import render
+from edgekit.cli.app import requiet, session
+from edgekit.cli.options import parse_settings, set_option
 from edgekit.errors import InputError
+from edgekit.validate import softmax
 
 
 @click.command()
@@ -33,22 +36,22 @@ from edgekit.errors import InputError
 @click.option("--keep", type=float, help="Keep ratio of heads and neurons (default: 1/N of the size, within memory).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Plan directory.")
-@_cli._set_option
+@set_option
 def split(model, devices_file, strategy, partition, weights, data, epochs, finetune_epochs, keep, seed, out_dir,
           settings) -> None:  # fmt: skip
     """Split a ViT into class-wise pruned sub-models for the devices in devices.yaml (ED-ViT)."""
     from edgekit.splitter import load_devices
     from edgekit.splitter.edvit import SplitSettings, plan_split
 
-    _cli._requiet()
+    requiet()
     devices = load_devices(devices_file)
     options = SplitSettings(
         strategy=strategy, partition=partition, epochs=epochs, finetune_epochs=finetune_epochs, keep_ratio=keep,
         seed=seed,
     )  # fmt: skip
-    with _cli.err.status("planning", spinner="dots") as status:
+    with session().err.status("planning", spinner="dots") as status:
         plan = plan_split(
-            model, devices, out_dir, weights=weights, data=data, config=_cli._parse_settings(settings),
+            model, devices, out_dir, weights=weights, data=data, config=parse_settings(settings),
             settings=options, on_stage=lambda msg: status.update(msg),
         )  # fmt: skip
     render_plan(plan)
@@ -63,16 +66,16 @@ def render_plan(plan) -> None:
     for s in plan.shards:
         table.add_row(
             s.name, ",".join(plan.class_names[c] for c in s.classes), s.device, s.format, f"{s.keep_ratio:.0%}",
-            _cli._count(s.parameters), _cli._size(s.size_bytes), f"{fused['size_reduction_per_shard'][s.name]:.1f}x",
+            render.count(s.parameters), render.size(s.size_bytes), f"{fused['size_reduction_per_shard'][s.name]:.1f}x",
             f"{fused['subset_accuracy'][s.name]:.1%}", f"{s.estimated_ms:.3f}",
         )  # fmt: skip
     table.add_row(
-        "full", "all", "-", "-", "100%", _cli._count(full["feature_parameters"]), _cli._size(full["size_bytes"]),
+        "full", "all", "-", "-", "100%", render.count(full["feature_parameters"]), render.size(full["size_bytes"]),
         "1.0x", f"{full['accuracy']:.1%}", "-", style="dim",
     )  # fmt: skip
-    _cli.out.print(table)
+    session().out.print(table)
     degraded = ", ".join(f"without {k} {v:.1%}" for k, v in fused["degraded_accuracy"].items())
-    _cli.out.print(
+    session().out.print(
         f"held-out accuracy: full {full['accuracy']:.2%}, fused split {fused['accuracy']:.2%} "
         f"({fused['accuracy_drop_points']:+.2f} points lost); degraded: {degraded}\n"
         f"largest shard {fused['largest_shard_fraction']:.1%} of the full model; estimated critical path "
@@ -126,7 +129,7 @@ def infer_split(plan_dir, workers, input_file, eval_data, limit, timeout, degrad
         start = time.perf_counter()
         sent = coordinator.deploy(force=redeploy)
         if sent:
-            _cli.err.print(f"deployed {', '.join(sent)} in {time.perf_counter() - start:.2f} s")
+            session().err.print(f"deployed {', '.join(sent)} in {time.perf_counter() - start:.2f} s")
         if input_file:
             result = _infer_file(coordinator, plan, input_file)
         else:
@@ -147,10 +150,9 @@ def _infer_file(coordinator, plan, input_file: str) -> dict:
         array = next(iter(array.values()))
     output = coordinator.infer(np.asarray(array))
     label = plan.class_names[int(output.prediction[0])]
-    probs = np.exp(output.logits[0] - output.logits[0].max())
-    probs /= probs.sum()
+    probs = softmax(output.logits[0])
     mark = " [yellow](degraded: without " + ", ".join(output.missing) + ")[/yellow]" if output.degraded else ""
-    _cli.out.print(f"prediction: class {label} (p={probs.max():.3f}) in {output.latency_ms:.2f} ms{mark}")
+    session().out.print(f"prediction: class {label} (p={probs.max():.3f}) in {output.latency_ms:.2f} ms{mark}")
     rows = [c.to_row() for c in output.calls]
     _worker_table(rows, "per worker")
     return {"prediction": label, "probabilities": probs.tolist(), "degraded": output.degraded,
@@ -164,14 +166,14 @@ def _evaluate(coordinator, plan, eval_data: str, limit: int | None) -> dict:
     x, y = split.x_test, split.y_test
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    with _cli.err.status(f"evaluating on {len(x)} held-out samples", spinner="dots"):
+    with session().err.status(f"evaluating on {len(x)} held-out samples", spinner="dots"):
         evaluation = coordinator.evaluate(x, y)
     rows = evaluation.per_worker()
     latency = sorted(evaluation.latency_ms)
     median = latency[len(latency) // 2]
     expected = plan.report.get("split", {}).get("accuracy")
     mark = f", [yellow]{evaluation.degraded_samples} degraded[/yellow]" if evaluation.degraded_samples else ""
-    _cli.out.print(
+    session().out.print(
         f"split accuracy on {eval_data}: {evaluation.accuracy:.2%} over {evaluation.samples} samples{mark} "
         f"(plan: fused {expected:.2%}, full model {plan.report['full']['accuracy']:.2%}); "
         f"end-to-end median {median:.2f} ms",
@@ -191,7 +193,7 @@ def _worker_table(rows: list[dict], title: str) -> None:
             r["worker"], ",".join(r["shards"]), f"{r['compute_ms']:.3f}", f"{r['round_trip_ms']:.3f}",
             f"{r['overhead_ms']:.3f}", f"{r['bytes_sent']:.0f}", f"{r['bytes_received']:.0f}",
         )  # fmt: skip
-    _cli.out.print(table)
+    session().out.print(table)
 
 
 COMMANDS = (split, worker, infer_split)

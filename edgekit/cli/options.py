@@ -1,0 +1,36 @@
+"""Options several commands share: ``--set key=value`` model overrides and the energy meter choice."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from edgekit.errors import UnsupportedOptionError
+
+ENERGY_HELP = "auto (first meter found, else an estimate), rapl, hwmon, pi5-pmic, android-battery, estimate, none"
+
+
+def parse_settings(items: tuple[str, ...]) -> dict[str, Any]:
+    """--set key=value pairs; values parse as JSON when they can (numbers, lists, booleans)."""
+    config: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UnsupportedOptionError("--set", item, ["key=value, e.g. --set depth=2"])
+        try:
+            config[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            config[key] = raw
+    return config
+
+
+set_option = click.option(
+    "-s",
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a model config value (repeatable), e.g. --set depth=2.",
+)

@@ -1,0 +1,119 @@
+"""``profile`` (a bundle on this device), ``bench`` (export + verify + profile every format) and
+``profile-device`` (this device as the splitter sees it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgekit.cli import render
+from edgekit.cli.app import requiet, session
+from edgekit.cli.options import ENERGY_HELP, parse_settings, set_option
+
+
+@click.command(name="profile")
+@click.argument("bundle", type=click.Path())
+@click.option("--runs", default=50, show_default=True, help="Timed runs per graph.")
+@click.option("--duration", type=float, help="Keep timing for at least this many seconds.")
+@click.option("--warmup", default=5, show_default=True)
+@click.option("--threads", type=int, help="Runtime threads.")
+@click.option("--energy", default="auto", show_default=True, help=ENERGY_HELP)
+@click.option("--idle", "idle_seconds", default=1.0, show_default=True, help="Idle baseline seconds (meters).")
+@click.option("--device", help="Row of the energy table for estimates (default: detected).")
+@click.option("--ops", is_flag=True, help="Also time each operator (ExecuTorch ETDump, ONNX Runtime profiler).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full report as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write every sample as CSV.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write latency (and power) plots.")
+def profile_command(bundle, runs, duration, warmup, threads, energy, idle_seconds, device, ops, json_path, csv_path,
+                    plot_path) -> None:  # fmt: skip
+    """Latency percentiles, load time, memory and energy per inference of BUNDLE on this device."""
+    from edgekit.profiling import report
+    from edgekit.profiling.profiler import profile
+
+    ui = session()
+    with ui.err.status("profiling", spinner="dots"):
+        result = profile(bundle, runs=runs, warmup=warmup, duration=duration, threads=threads, energy=energy,
+                         idle_seconds=idle_seconds, device=device)  # fmt: skip
+    ui.out.print(report.profile_table(result))
+    for g in result.graphs:
+        if g.energy:
+            ui.out.print(f"energy ({g.graph}): {g.energy.source}: {render.text(g.energy.detail)}", soft_wrap=True)
+    for note in result.energy_notes:
+        ui.out.print(f"[dim]no meter: {render.text(note)}[/dim]", soft_wrap=True)
+    if ops:
+        from edgekit.bundle import read_bundle
+        from edgekit.inputs import make_inputs
+        from edgekit.profiling.operators import operator_profile
+
+        b = read_bundle(bundle)
+        stats = operator_profile(b, make_inputs(b.graph().inputs, 1)[0], runs=min(runs, 20), threads=threads)
+        ui.out.print(report.ops_table(stats))
+    if json_path:
+        Path(json_path).write_text(json.dumps(result.to_json(), indent=2))
+    if csv_path:
+        report.write_csv(result, csv_path)
+    if plot_path:
+        report.plot(result, plot_path)
+
+
+@click.command()
+@click.argument("model")
+@click.option("--formats", default="pte,tflite,onnx", show_default=True, help="Comma-separated formats.")
+@click.option("-o", "--output", "out_dir", default="build/bench", show_default=True, type=click.Path(file_okay=False))
+@click.option("-w", "--weights", type=click.Path(dir_okay=False))
+@click.option("--runs", default=50, show_default=True)
+@click.option("--energy", default="auto", show_default=True, help=ENERGY_HELP)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the rows as JSON.")
+@set_option
+def bench(model, formats, out_dir, weights, runs, energy, json_path, settings) -> None:
+    """Export MODEL to every format, verify, profile, and print one comparison table."""
+    from edgekit.formats import get_format
+    from edgekit.profiling.bench import bench as run_bench
+    from edgekit.profiling.report import bench_table
+
+    requiet()
+    ui = session()
+    names = [get_format(f.strip()).name for f in formats.split(",") if f.strip()]
+    with ui.err.status("bench", spinner="dots") as status:
+        rows = run_bench(model, names, out_dir, config=parse_settings(settings), weights=weights, runs=runs,
+                         energy=energy, on_stage=status.update)  # fmt: skip
+    ui.out.print(bench_table(rows, f"edgekit bench {model} ({runs} runs per format)"))
+    for r in rows:
+        if r.status != "ok":
+            ui.out.print(f"[red]{r.format}[/red]: {render.text(r.detail)}", soft_wrap=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps([r.to_json() for r in rows], indent=2))
+
+
+@click.command(name="profile-device")
+@click.option("--model", default="vit_tiny", show_default=True, help="Model whose blocks are timed.")
+@click.option("--name", help="Device name in the file (default: the host name).")
+@click.option("--energy", default="auto", show_default=True, help="Meter for the idle power (auto, a name, none).")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="device.json to write.")
+@set_option
+def profile_device_command(model, name, energy, output, settings) -> None:
+    """Measure this device for the splitter: per-block latency, memory, matmul throughput, idle power."""
+    from edgekit.profiling.device import profile_device
+
+    requiet()
+    ui = session()
+    with ui.err.status("measuring this device", spinner="dots"):
+        device = profile_device(model, parse_settings(settings), name=name, energy=energy)
+    Path(output).write_text(json.dumps(device.to_json(), indent=2))
+    table = render.table(f"{render.text(device.name)}: {device.model} blocks (PyTorch eager, median ms)",
+                         {"block": "left", "ms": "right"})  # fmt: skip
+    for block in device.blocks:
+        table.add_row(block["name"], f"{block['ms']:.3f}")
+    table.add_row("[bold]total[/bold]", f"[bold]{device.total_ms:.3f}[/bold]")
+    ui.out.print(table)
+    available = device.memory_available_bytes
+    ui.out.print(
+        f"memory available {available / 2**30:.1f} GiB, fp32 matmul {device.matmul_gflops:.1f} GFLOP/s, "
+        f"idle power {'-' if device.idle_watts is None else f'{device.idle_watts:.2f} W'} -> {render.text(output)}",
+        soft_wrap=True,
+    )
+
+
+COMMANDS = (profile_command, bench, profile_device_command)
