@@ -37,7 +37,7 @@ EPOCHS = {"cnn_small": 15, "vit_digits": 30}
 
 
 def bundle_bytes(result) -> int:
-    return sum(entry["bytes"] for entry in result.manifest["files"].values())
+    return result.manifest.total_bytes
 
 
 def train(model: str, out: Path, console: Console, **config) -> Path:
@@ -83,24 +83,24 @@ def accuracy_part(out: Path, rounds: int, runs: int, console: Console, rows: lis
         table.add_column(col, justify="right")
     for (model, fmt, precision), result in results.items():
         base = results[model, fmt, "fp32"]
-        v = result.manifest["validation"]
+        v = result.validation
         if precision == "fp32":
-            accuracy, agree, drop = evaluate_bundle(result.bundle_dir).accuracy, v["top1_agreement"], 0.0
+            accuracy, agree, drop = evaluate_bundle(result.bundle_dir).accuracy, v.top1_agreement, 0.0
             reference = accuracy
         else:
-            accuracy, agree, drop = v["accuracy"], v["top1_agreement"], v["accuracy_drop_points"]
-            reference = v["reference_accuracy"]
+            accuracy, agree, drop = v.accuracy, v.top1_agreement, v.accuracy_drop
+            reference = v.reference_accuracy
         row = {
             "model": model, "format": fmt, "precision": precision, "bytes": bundle_bytes(result),
             "size_ratio": bundle_bytes(result) / bundle_bytes(base), "accuracy": accuracy, "fp32_accuracy": reference,
             "drop_points": drop, "top1_agreement": agree, "ms": latency[model, fmt, precision],
-            "speedup": latency[model, fmt, "fp32"] / latency[model, fmt, precision], "passed": v["passed"],
-            "undelegated_ops": result.manifest["export"]["undelegated_op_count"],
+            "speedup": latency[model, fmt, "fp32"] / latency[model, fmt, precision], "passed": v.passed,
+            "undelegated_ops": result.manifest.export.undelegated_op_count,
         }  # fmt: skip
         rows.append(row)
         table.add_row(model, fmt, precision, f"{row['bytes'] / 1024:.0f} KiB", f"{row['size_ratio']:.2f}x",
                       f"{accuracy:.2%}", f"{drop:+.2f}", f"{agree:.1%}", f"{row['ms']:.3f}", f"{row['speedup']:.2f}x",
-                      _count(row["undelegated_ops"]), "pass" if v["passed"] else "FAIL")  # fmt: skip
+                      _count(row["undelegated_ops"]), "pass" if v.passed else "FAIL")  # fmt: skip
     return table
 
 
@@ -134,12 +134,12 @@ def attention_part(out: Path, _rounds: int, _runs: int, console: Console, rows: 
             console.log(f"export vit_digits attention={kind} {fmt} int8")
             result = export("vit_digits", format=fmt, precision="int8", weights=weights, allow_mismatch=True,
                             out_dir=out / f"attn-{kind}-{fmt}")  # fmt: skip
-            v = result.manifest["validation"]
-            fp32 = v["reference_accuracy"]
-            accuracies.append(v["accuracy"])
-            drops.append(v["accuracy_drop_points"])
-            rows.append({"attention": kind, "format": fmt, "fp32_accuracy": fp32, "accuracy": v["accuracy"],
-                         "drop_points": v["accuracy_drop_points"], "max_abs": peak, "kurtosis": kurtosis})  # fmt: skip
+            v = result.validation
+            fp32 = v.reference_accuracy
+            accuracies.append(v.accuracy)
+            drops.append(v.accuracy_drop)
+            rows.append({"attention": kind, "format": fmt, "fp32_accuracy": fp32, "accuracy": v.accuracy,
+                         "drop_points": v.accuracy_drop, "max_abs": peak, "kurtosis": kurtosis})  # fmt: skip
         table.add_row(kind, f"{peak:.1f}", f"{kurtosis:.1f}", f"{fp32:.2%}", *(f"{a:.2%}" for a in accuracies),
                       *(f"{d:+.2f}" for d in drops))  # fmt: skip
     return table
@@ -162,13 +162,13 @@ def latency_part(out: Path, rounds: int, runs: int, console: Console, rows: list
         table.add_column(col, justify="right")
     for (model, fmt, precision), result in results.items():
         base = results[model, fmt, "fp32"]
-        v = result.manifest["validation"]
+        v = result.validation
         row = {
             "model": model, "format": fmt, "precision": precision, "bytes": bundle_bytes(result),
-            "size_ratio": bundle_bytes(result) / bundle_bytes(base), "top1_agreement": v["top1_agreement"],
-            "cosine": v["cosine"], "ms": latency[model, fmt, precision],
+            "size_ratio": bundle_bytes(result) / bundle_bytes(base), "top1_agreement": v.top1_agreement,
+            "cosine": v.cosine, "ms": latency[model, fmt, precision],
             "speedup": latency[model, fmt, "fp32"] / latency[model, fmt, precision],
-            "undelegated_ops": result.manifest["export"]["undelegated_op_count"],
+            "undelegated_ops": result.manifest.export.undelegated_op_count,
         }  # fmt: skip
         rows.append(row)
         table.add_row(model, fmt, precision, f"{row['bytes'] / 2**20:.1f} MiB", f"{row['size_ratio']:.2f}x",

@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgekit import runtimes
+from edgekit.bundle import read_bundle
 from edgekit.exporters.pipeline import export
 from edgekit.formats import FORMATS
 from edgekit.profiling.latency import measure
@@ -125,8 +126,7 @@ def _memory_child(bundle: str) -> None:
 
     base = rss_bytes()
     with PeakSampler() as sampler:
-        manifest = json.loads((Path(bundle) / "edgekit.json").read_text())
-        names = [g["name"] for g in manifest["graphs"]]
+        names = [g.name for g in read_bundle(bundle).graphs]
         loaded = {name: runtimes.load(bundle, graph=name, threads=1) for name in names}
         first, step = loaded[names[0]], loaded["decoder_step"]
         first.run(_feeds(first))
@@ -183,7 +183,7 @@ def train_part(recipe: TrainRecipe, out: Path, rounds: int, runs: int, console: 
             bundle = export(recipe.model, format=fmt, weights=weights, out_dir=out / f"{recipe.model}-{fmt}", samples=2)
         with BundleSeq2SeqRunner(bundle.bundle_dir) as runner:
             hits = sum(generate(runner, s, config["max_target"] - 1).text == t for s, t in test)
-        size = sum(f["bytes"] for f in bundle.manifest["files"].values()) / (4 * bundle.manifest["model"]["parameters"])
+        size = bundle.manifest.total_bytes / (4 * bundle.manifest.model.parameters)
         rows.append({"model": recipe.model, "runner": fmt, "exact_match": hits / len(test), "size_ratio": size})
         table.add_row(fmt, f"{hits / len(test):.1%}", f"{size:.2f}x")
     return table

@@ -33,6 +33,9 @@ class TrainResult:
     test_accuracy: float
     train_seconds: float
     history: tuple[tuple[int, float, float], ...]  # (epoch, mean train loss, test accuracy)
+    # Intra-op threads while training: reductions split differently across thread counts (and CPUs pick
+    # different kernels), so bit-identical weights are promised only for the same count on the same CPU.
+    threads: int = 1
 
 
 def train_classifier(
@@ -85,8 +88,9 @@ def train_classifier(
         if on_epoch:
             on_epoch(epoch, loss_value, accuracy)
     module.eval()
+    accuracy = history[-1][2] if history else float("nan")
     return TrainResult(
-        epochs, loss_value, history[-1][2] if history else float("nan"), time.perf_counter() - start, tuple(history)
+        epochs, loss_value, accuracy, time.perf_counter() - start, tuple(history), torch.get_num_threads()
     )
 
 

@@ -66,3 +66,20 @@ def test_bare_state_dict_loads(tmp_path):
     rebuilt = prepare_model("vit_digits", tmp_path / "sd.pt", depth=1)
     x = torch.randn(1, 1, 8, 8)
     torch.testing.assert_close(rebuilt.module(x), spec.module(x))
+
+
+def test_training_is_bit_identical_run_to_run():
+    """Same seed, same thread count, same CPU: the same weights to the last bit (the README's figures rely on it)."""
+    states = []
+    for _ in range(2):
+        spec = create_model("cnn_small", widths=[4, 8])
+        result = train_classifier(spec, "digits", epochs=1, seed=3)
+        states.append({k: v.clone() for k, v in spec.module.state_dict().items()})
+    assert result.threads == torch.get_num_threads()
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    changed = create_model("cnn_small", widths=[4, 8])
+    train_classifier(changed, "digits", epochs=1, seed=4)
+    assert not all(
+        torch.equal(states[0][k], v) for k, v in changed.module.state_dict().items() if v.is_floating_point()
+    )

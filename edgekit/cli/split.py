@@ -14,7 +14,6 @@ from pathlib import Path
 
 import click
 import numpy as np
-from rich.table import Table
 
 from edgekit.cli import render
 from edgekit.cli.app import requiet, session
@@ -57,22 +56,30 @@ def split(model, devices_file, strategy, partition, weights, data, epochs, finet
     render_plan(plan)
 
 
+def plan_table(plan):
+    """One row per shard at 80 columns (the keep ratio, size and timing basis are in plan.json)."""
+    report = plan.report
+    full, fused = report["full"], report["split"]
+    title = f"{plan.model['name']} split over {len(plan.devices)} devices ({plan.partition} classes)"
+    columns = {"shard": "left", "device": "left", "classes": "left", "params": "right", "smaller": "right",
+               "subset acc": "right", "est ms": "right"}  # fmt: skip
+    table = render.table(title, columns, keep=("shard", "params", "smaller", "subset acc", "est ms"))
+    for s in plan.shards:
+        classes = ", ".join(render.text(plan.class_names[c]) for c in s.classes)
+        table.add_row(
+            s.name, f"{render.text(s.device)} ({s.format})", classes,
+            render.count(s.parameters), f"{fused['size_reduction_per_shard'][s.name]:.1f}x",
+            f"{fused['subset_accuracy'][s.name]:.1%}", f"{s.estimated_ms:.3f}",
+        )  # fmt: skip
+    table.add_row("full", "-", "all", render.count(full["feature_parameters"]), "1.0x", f"{full['accuracy']:.1%}", "-",
+                  style="dim")  # fmt: skip
+    return table
+
+
 def render_plan(plan) -> None:
     report = plan.report
     full, fused = report["full"], report["split"]
-    table = Table(title=f"{plan.model['name']} split over {len(plan.devices)} devices ({plan.partition} classes)")
-    for col in ("shard", "classes", "device", "format", "keep", "params", "size", "reduction", "subset acc", "est ms"):
-        table.add_column(col, justify="left" if col in ("shard", "classes", "device", "format") else "right")
-    for s in plan.shards:
-        table.add_row(
-            s.name, ",".join(plan.class_names[c] for c in s.classes), s.device, s.format, f"{s.keep_ratio:.0%}",
-            render.count(s.parameters), render.size(s.size_bytes), f"{fused['size_reduction_per_shard'][s.name]:.1f}x",
-            f"{fused['subset_accuracy'][s.name]:.1%}", f"{s.estimated_ms:.3f}",
-        )  # fmt: skip
-    table.add_row(
-        "full", "all", "-", "-", "100%", render.count(full["feature_parameters"]), render.size(full["size_bytes"]),
-        "1.0x", f"{full['accuracy']:.1%}", "-", style="dim",
-    )  # fmt: skip
+    table = plan_table(plan)
     session().out.print(table)
     degraded = ", ".join(f"without {k} {v:.1%}" for k, v in fused["degraded_accuracy"].items())
     session().out.print(
@@ -154,7 +161,7 @@ def _infer_file(coordinator, plan, input_file: str) -> dict:
     mark = " [yellow](degraded: without " + ", ".join(output.missing) + ")[/yellow]" if output.degraded else ""
     session().out.print(f"prediction: class {label} (p={probs.max():.3f}) in {output.latency_ms:.2f} ms{mark}")
     rows = [c.to_row() for c in output.calls]
-    _worker_table(rows, "per worker")
+    session().out.print(worker_table(rows, "per worker"))
     return {"prediction": label, "probabilities": probs.tolist(), "degraded": output.degraded,
             "missing": list(output.missing), "latency_ms": output.latency_ms, "workers": rows}  # fmt: skip
 
@@ -179,21 +186,23 @@ def _evaluate(coordinator, plan, eval_data: str, limit: int | None) -> dict:
         f"end-to-end median {median:.2f} ms",
         soft_wrap=True,
     )
-    _worker_table(rows, "per worker (medians)")
+    session().out.print(worker_table(rows, "per worker (medians)"))
     return {"accuracy": evaluation.accuracy, "samples": evaluation.samples,
             "degraded_samples": evaluation.degraded_samples, "median_latency_ms": median, "workers": rows}  # fmt: skip
 
 
-def _worker_table(rows: list[dict], title: str) -> None:
-    table = Table(title=title)
-    for col in ("worker", "shards", "compute ms", "round trip ms", "network+serialisation ms", "bytes out", "bytes in"):
-        table.add_column(col, justify="left" if col in ("worker", "shards") else "right")
+def worker_table(rows: list[dict], title: str):
+    """Per worker: compute on the device, the round trip seen here, and what the network and serialisation cost
+    (the difference), with the bytes each way."""
+    columns = {"worker": "left", "shards": "left", "compute ms": "right", "rtt ms": "right", "overhead ms": "right",
+               "bytes out": "right", "bytes in": "right"}  # fmt: skip
+    table = render.table(title, columns, keep=("worker",))
     for r in rows:
         table.add_row(
             r["worker"], ",".join(r["shards"]), f"{r['compute_ms']:.3f}", f"{r['round_trip_ms']:.3f}",
             f"{r['overhead_ms']:.3f}", f"{r['bytes_sent']:.0f}", f"{r['bytes_received']:.0f}",
         )  # fmt: skip
-    session().out.print(table)
+    return table
 
 
 COMMANDS = (split, worker, infer_split)

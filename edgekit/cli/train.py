@@ -43,7 +43,9 @@ def train(model, data, epochs, lr, batch_size, seed, output, settings) -> None:
                 task, completed=e, description=f"epoch {e}/{epochs} loss {loss:.3f} acc {acc:.1%}"
             ),
         )
-    save_weights(output, spec, {"dataset": data, "test_accuracy": result.test_accuracy, "epochs": epochs})
+    record = {"dataset": data, "test_accuracy": result.test_accuracy, "epochs": epochs, "seed": seed,
+              "train_threads": result.threads}  # fmt: skip
+    save_weights(output, spec, record)
     ui.out.print(
         f"{spec.name}: held-out accuracy [bold]{result.test_accuracy:.2%}[/bold] on {data} after {epochs} epochs "
         f"({result.train_seconds:.1f} s, {render.count(spec.parameters)} parameters) -> {render.text(output)}",

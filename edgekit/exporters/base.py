@@ -33,8 +33,11 @@ def check_format_environment(format_name: str, extra: str) -> None:
     from edgekit.formats import get_format
 
     fmt = get_format(format_name)
-    for module, package in fmt.export_requires:
-        require(module, package, extra, fmt.purpose)
+    # The toolchains print start-up banners straight to fd 2 on first import (TensorFlow's absl and oneDNN
+    # lines under litert-torch): captured here, they reach the debug log instead of a normal run's terminal.
+    with captured_output(f"importing the {format_name} toolchain"):
+        for module, package in fmt.export_requires:
+            require(module, package, extra, fmt.purpose)
 
 
 def require(module: str, package: str, extra: str, purpose: str) -> None:

@@ -12,34 +12,20 @@ import logging
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from edgekit import runtimes
-from edgekit.exporters.pipeline import try_export
 from edgekit.inputs import make_inputs
 from edgekit.models import prepare_model
+from edgekit.profiling.bench import FormatRow, export_formats
 from edgekit.profiling.latency import measure
 from edgekit.runtimes.torch import TorchRuntime
 from edgekit.types import GraphSpec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FormatRow:
-    label: str  # "eager" or the format name
-    status: str  # ok / export failed / verification failed
-    size_bytes: int | None
-    max_abs_err: float | None
-    median_ms: float | None
-    ratio_to_eager: float | None
-    export_seconds: float | None
-    undelegated_ops: int | None
-    detail: str = ""
 
 
 def compare_formats(
@@ -57,25 +43,10 @@ def compare_formats(
     spec = prepare_model(model, weights, **(config or {}))
     graph = GraphSpec("forward", "<eager>", spec.input_specs, spec.output_specs())
     contenders: dict[str, Any] = {"eager": TorchRuntime(spec.module, graph, threads=threads)}
-    rows: dict[str, FormatRow] = {}
-    for fmt in formats:
-        notify(f"{model}: exporting to {fmt}")
-        result, status, detail = try_export(model, fmt, out_root, weights=weights, config=config, samples=4)
-        if result is None:
-            rows[fmt] = FormatRow(fmt, status, None, None, None, None, None, None, detail.splitlines()[0])
-            continue
-        m = result.manifest
-        rows[fmt] = FormatRow(
-            fmt,
-            "ok",
-            m.total_bytes,
-            result.validation.max_abs_err,
-            None,
-            None,
-            m.export.seconds,
-            m.export.undelegated_op_count,
-        )
-        contenders[fmt] = runtimes.load(result.bundle_dir, threads=threads)
+    exported, results = export_formats(model, formats, out_root, config, weights, notify)
+    rows = {r.format: r for r in exported}
+    for fmt, result in results.items():
+        contenders[fmt] = result.load(threads=threads)
     sample = make_inputs(spec.input_specs, 1, seed=3)[0]
     per_round: dict[str, list[float]] = {name: [] for name in contenders}
     for r in range(rounds):
@@ -84,12 +55,13 @@ def compare_formats(
             time.sleep(0.3)  # let the previous runtime's spinning worker threads (OpenMP, ORT) go idle first
             per_round[name].append(measure(lambda rt=runtime: rt.run(sample), runs=runs, warmup=3).median)
     eager = per_round["eager"]
-    out = [FormatRow("eager", "ok", _param_bytes(spec.module), 0.0, statistics.median(eager), 1.0, None, None)]
+    eager_row = FormatRow("eager", "ok", _param_bytes(spec.module), 0.0, p50_ms=statistics.median(eager))
+    out = [replace(eager_row, ratio_to_eager=1.0)]
     for fmt in formats:
         row = rows[fmt]
         if fmt in per_round:
             ratios = [t / e for t, e in zip(per_round[fmt], eager, strict=False)]
-            row = replace(row, median_ms=statistics.median(per_round[fmt]), ratio_to_eager=statistics.median(ratios))
+            row = replace(row, p50_ms=statistics.median(per_round[fmt]), ratio_to_eager=statistics.median(ratios))
             contenders[fmt].close()
         out.append(row)
     return out

@@ -2,53 +2,70 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-if TYPE_CHECKING:  # compare imports torch; rendering must not
-    from edgekit.profiling.compare import FormatRow
+if TYPE_CHECKING:  # bench imports the exporters (torch); rendering must not
+    from edgekit.profiling.bench import FormatRow
 
 
-def format_table(rows: Sequence[FormatRow], title: str) -> Table:
+def _opt(fmt: str) -> Callable[[float | int | None], str]:
+    return lambda v: "-" if v is None else format(v, fmt)
+
+
+@dataclass(frozen=True)
+class RowColumn:
+    """One column of the format comparison: header, justification, and how a row fills it."""
+
+    header: str
+    justify: str
+    cell: Callable[[FormatRow], str]
+
+
+_COLUMNS: dict[str, RowColumn] = {
+    c.header: c
+    for c in (
+        RowColumn("format", "left", lambda r: r.format),
+        RowColumn("status", "left", lambda r: "ok" if r.status == "ok" else r.status),
+        RowColumn("MiB", "right", lambda r: _opt(".2f")(None if r.size_bytes is None else r.size_bytes / 2**20)),
+        RowColumn("max err", "right", lambda r: "-" if r.format == "eager" else _opt(".1e")(r.max_abs_err)),
+        RowColumn("top-1", "right", lambda r: _opt(".0%")(r.top1_agreement)),
+        RowColumn("p50 ms", "right", lambda r: _opt(".2f")(r.p50_ms)),
+        RowColumn("p90 ms", "right", lambda r: _opt(".2f")(r.p90_ms)),
+        RowColumn("vs eager", "right", lambda r: "-" if r.ratio_to_eager is None else f"{r.ratio_to_eager:.2f}x"),
+        RowColumn("off-deleg.", "right", lambda r: _opt("d")(r.undelegated_ops)),
+        RowColumn("export s", "right", lambda r: _opt(".1f")(r.export_seconds)),
+        RowColumn(
+            "J / inf", "right", lambda r: "-" if r.joules_per_inference is None else _joules(r.joules_per_inference)
+        ),
+        RowColumn("source", "left", lambda r: r.energy_source or "-"),
+    )
+}
+# What each caller shows: the eager comparison (latency against PyTorch) and `edgekit bench` (energy).
+COMPARE_COLUMNS = ("format", "status", "MiB", "max err", "p50 ms", "vs eager", "off-deleg.", "export s")
+BENCH_COLUMNS = ("format", "status", "MiB", "max err", "top-1", "p50 ms", "p90 ms", "J / inf", "source")
+
+
+def format_table(rows: Sequence[FormatRow], title: str, columns: Sequence[str] = COMPARE_COLUMNS) -> Table:
     table = Table(title=title)
-    for col, justify in (
-        ("format", "left"),
-        ("status", "left"),
-        ("MiB", "right"),
-        ("max err", "right"),
-        ("p50 ms", "right"),
-        ("vs eager", "right"),
-        ("off-delegate ops", "right"),
-        ("export s", "right"),
-    ):
-        table.add_column(col, justify=justify)
+    for name in columns:
+        table.add_column(name, justify=_COLUMNS[name].justify, overflow="fold")
     for r in rows:
-        status = "[green]ok[/green]" if r.status == "ok" else f"[red]{r.status}[/red]"
-        table.add_row(
-            r.label,
-            status,
-            "-" if r.size_bytes is None else f"{r.size_bytes / 2**20:.2f}",
-            "-" if r.max_abs_err is None or r.label == "eager" else f"{r.max_abs_err:.1e}",
-            "-" if r.median_ms is None else f"{r.median_ms:.2f}",
-            "-" if r.ratio_to_eager is None else f"{r.ratio_to_eager:.2f}x",
-            "-" if r.undelegated_ops is None else str(r.undelegated_ops),
-            "-" if r.export_seconds is None else f"{r.export_seconds:.1f}",
-        )
+        cells = [_COLUMNS[name].cell(r) for name in columns]
+        if "status" in columns:
+            k = columns.index("status")
+            cells[k] = f"[green]{cells[k]}[/green]" if r.status == "ok" else f"[red]{cells[k]}[/red]"
+        table.add_row(*cells)
     return table
 
 
-def markdown_table(rows: Sequence[FormatRow]) -> str:
+def markdown_table(rows: Sequence[FormatRow], columns: Sequence[str] = COMPARE_COLUMNS[:6]) -> str:
     """The same rows as a Markdown table, for pasting into the README or an issue note."""
-    lines = ["| format | status | size MiB | max abs err | median ms | vs eager |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r.label} | {r.status} | {'-' if r.size_bytes is None else f'{r.size_bytes / 2**20:.2f}'} | "
-            f"{'-' if r.max_abs_err is None or r.label == 'eager' else f'{r.max_abs_err:.1e}'} | "
-            f"{'-' if r.median_ms is None else f'{r.median_ms:.2f}'} | "
-            f"{'-' if r.ratio_to_eager is None else f'{r.ratio_to_eager:.2f}x'} |"
-        )
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_COLUMNS[name].cell(r) for name in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -97,7 +114,9 @@ def ops_table(stats, limit: int = 15) -> Table:
     return table
 
 
-def _joules(j: float) -> str:
+def _joules(j: float | None) -> str:
+    if j is None:
+        return "-"
     return f"{j * 1e3:.3f} mJ" if j >= 1e-3 else f"{j * 1e6:.1f} µJ"
 
 
@@ -156,20 +175,5 @@ def plot(report, path) -> None:
     plt.close(fig)
 
 
-def bench_table(rows, title: str) -> Table:
-    table = Table(title=title)
-    for col in ("format", "status", "MiB", "max err", "top-1", "p50 ms", "p90 ms", "energy / inf", "source"):
-        table.add_column(col, justify="left" if col in ("format", "status", "source") else "right")
-    for r in rows:
-        status = "[green]ok[/green]" if r.status == "ok" else f"[red]{r.status}[/red]"
-        table.add_row(
-            r.format, status,
-            "-" if r.size_bytes is None else f"{r.size_bytes / 2**20:.2f}",
-            "-" if r.max_abs_err is None else f"{r.max_abs_err:.1e}",
-            "-" if r.top1_agreement is None else f"{r.top1_agreement:.0%}",
-            "-" if r.p50_ms is None else f"{r.p50_ms:.2f}",
-            "-" if r.p90_ms is None else f"{r.p90_ms:.2f}",
-            "-" if r.joules_per_inference is None else _joules(r.joules_per_inference),
-            r.energy_source or "-",
-        )  # fmt: skip
-    return table
+def bench_table(rows: Sequence[FormatRow], title: str) -> Table:
+    return format_table(rows, title, BENCH_COLUMNS)

@@ -8,13 +8,13 @@ bytes run; the fusion weights are pinned by their own sha256.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgekit.bundle import MANIFEST_NAME, read_bundle, sha256_file
 from edgekit.errors import BundleError
+from edgekit.jsonio import read_json, write_json
 from edgekit.splitter.devices import DeviceSpec
 from edgekit.splitter.fuse import FusionHead
 
@@ -137,11 +137,7 @@ class SplitPlan:
 def save_plan(plan: SplitPlan, root: str | Path) -> Path:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    path = root / PLAN_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(plan.to_json(), indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(root / PLAN_NAME, plan.to_json())
 
 
 def load_plan(root: str | Path) -> SplitPlan:
@@ -149,10 +145,7 @@ def load_plan(root: str | Path) -> SplitPlan:
     path = root / PLAN_NAME if root.is_dir() else root
     if not path.is_file():
         raise BundleError(f"no split plan at {root} ({PLAN_NAME} missing); create one with `edgekit split`")
-    try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path} is corrupt ({exc})") from None
+    data = read_json(path, "split plan", "re-run `edgekit split`")
     if not isinstance(data, dict) or data.get("schema") != PLAN_SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise BundleError(f"{path} is not an edgekit split plan of schema {PLAN_SCHEMA} (found {found!r})")

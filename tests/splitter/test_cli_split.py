@@ -80,3 +80,14 @@ def test_split_data_from_an_npz_file(tmp_path):
         load_dataset(str(tmp_path / "half.npz"), (1, 1, 8, 8))
     with pytest.raises(InputError, match="cannot read dataset"):
         load_dataset(str(tmp_path / "absent.npz"), (1, 1, 8, 8))
+
+
+def test_split_tables_fit_in_80_columns(split_plan):
+    from edgekit.cli.split import plan_table, worker_table
+    from tests.helpers.render import assert_fits, rendered
+
+    shards = tuple(s.name for s in split_plan.shards)
+    assert_fits(rendered(plan_table(split_plan)), whole=(*shards, *(s.device for s in split_plan.shards)))
+    rows = [{"worker": "dev0@127.0.0.1:50101", "shards": list(shards), "compute_ms": 1.234, "round_trip_ms": 2.5,
+             "overhead_ms": 1.27, "bytes_sent": 1024.0, "bytes_received": 256.0}]  # fmt: skip
+    assert_fits(rendered(worker_table(rows, "per worker (medians)")), whole=("dev0@127.0.0.1:50101",))
