@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from rich.markup import escape
-from rich.table import Table
+
+from edgekit.tables import WrappingTable
 
 
 def count(n: int) -> str:
@@ -23,11 +24,11 @@ def text(value: object) -> str:
     return escape(str(value))
 
 
-def table(title: str | None, columns: dict[str, str], keep: tuple[str, ...] = (), **kwargs) -> Table:
+def table(title: str | None, columns: dict[str, str], keep: tuple[str, ...] = (), **kwargs) -> WrappingTable:
     """A table whose cells wrap instead of being cut: ``columns`` maps each header to its justification
-    ("left" / "right"); the columns in ``keep`` (names, numbers) are never broken inside a word, the others
-    give way first. Narrow terminals and pipes then get taller rows, never "clas…"."""
-    out = Table(title=title, **kwargs)
+    ("left" / "right"); the columns in ``keep`` (names, numbers) stay on one line, the others wrap between
+    words first. Narrow terminals and pipes then get taller rows, never "clas…"."""
+    out = WrappingTable(title=title, **kwargs)
     for name, justify in columns.items():
-        out.add_column(name, justify=justify, overflow="fold", no_wrap=name in keep)
+        out.add_column(name, justify=justify, no_wrap=name in keep)
     return out

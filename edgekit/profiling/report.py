@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
+from edgekit.tables import WrappingTable
+
 if TYPE_CHECKING:  # bench imports the exporters (torch); rendering must not
     from edgekit.profiling.bench import FormatRow
 
@@ -34,25 +36,26 @@ _COLUMNS: dict[str, RowColumn] = {
         RowColumn("max err", "right", lambda r: "-" if r.format == "eager" else _opt(".1e")(r.max_abs_err)),
         RowColumn("top-1", "right", lambda r: _opt(".0%")(r.top1_agreement)),
         RowColumn("p50 ms", "right", lambda r: _opt(".2f")(r.p50_ms)),
-        RowColumn("p90 ms", "right", lambda r: _opt(".2f")(r.p90_ms)),
+        RowColumn("p50 / p90 ms", "right", lambda r: _opt(".2f")(r.p50_ms) + " / " + _opt(".2f")(r.p90_ms)),
         RowColumn("vs eager", "right", lambda r: "-" if r.ratio_to_eager is None else f"{r.ratio_to_eager:.2f}x"),
-        RowColumn("off-deleg.", "right", lambda r: _opt("d")(r.undelegated_ops)),
+        RowColumn("ops off delegate", "right", lambda r: _opt("d")(r.undelegated_ops)),
         RowColumn("export s", "right", lambda r: _opt(".1f")(r.export_seconds)),
-        RowColumn(
-            "J / inf", "right", lambda r: "-" if r.joules_per_inference is None else _joules(r.joules_per_inference)
-        ),
-        RowColumn("source", "left", lambda r: r.energy_source or "-"),
+        RowColumn("energy / inference", "right", lambda r: _energy(r)),
     )
 }
 # What each caller shows: the eager comparison (latency against PyTorch) and `edgekit bench` (energy).
-COMPARE_COLUMNS = ("format", "status", "MiB", "max err", "p50 ms", "vs eager", "off-deleg.", "export s")
-BENCH_COLUMNS = ("format", "status", "MiB", "max err", "top-1", "p50 ms", "p90 ms", "J / inf", "source")
+COMPARE_COLUMNS = ("format", "status", "MiB", "max err", "p50 ms", "vs eager", "ops off delegate", "export s")
+BENCH_COLUMNS = ("format", "status", "MiB", "max err", "top-1", "p50 / p90 ms", "energy / inference")
+
+
+def _energy(r: FormatRow) -> str:
+    return "-" if r.joules_per_inference is None else f"{_joules(r.joules_per_inference)} ({r.energy_source})"
 
 
 def format_table(rows: Sequence[FormatRow], title: str, columns: Sequence[str] = COMPARE_COLUMNS) -> Table:
-    table = Table(title=title)
+    table = WrappingTable(title=title)
     for name in columns:
-        table.add_column(name, justify=_COLUMNS[name].justify, overflow="fold")
+        table.add_column(name, justify=_COLUMNS[name].justify)
     for r in rows:
         cells = [_COLUMNS[name].cell(r) for name in columns]
         if "status" in columns:
@@ -71,7 +74,7 @@ def markdown_table(rows: Sequence[FormatRow], columns: Sequence[str] = COMPARE_C
 
 def profile_table(report) -> Table:
     """The numbers of every graph of a ProfileReport, one column per graph."""
-    table = Table(title=f"{report.bundle}: {report.model} ({report.format}, {report.runtime})")
+    table = WrappingTable(title=f"{report.bundle}: {report.model} ({report.format}, {report.runtime})")
     table.add_column("", style="bold")
     for g in report.graphs:
         table.add_column(g.graph, justify="right")
@@ -102,7 +105,7 @@ def profile_table(report) -> Table:
 
 
 def ops_table(stats, limit: int = 15) -> Table:
-    table = Table(title="time by operator")
+    table = WrappingTable(title="time by operator")
     for col in ("op", "ran on", "calls/run", "ms/run", "share"):
         table.add_column(col, justify="left" if col in ("op", "ran on") else "right")
     for s in stats[:limit]:
