@@ -61,6 +61,28 @@ def test_rapl_sums_packages_not_subzones(rapl_root):
     assert meter.read().joules == pytest.approx(2.0)  # 2 x 1,000,000 uJ
 
 
+def test_rapl_never_adds_the_platform_zone_to_the_packages(rapl_root):
+    # Many Intel laptops expose psys (the whole platform, package included) as a second top-level zone.
+    write(rapl_root / "intel-rapl:1/name", "psys\n")
+    write(rapl_root / "intel-rapl:1/energy_uj", "5000000")
+    write(rapl_root / "intel-rapl:2/energy_uj", "3000000")  # a top-level zone of unknown kind
+    write(rapl_root / "intel-rapl:2/max_energy_range_uj", "262143328850")
+    write(rapl_root / "intel-rapl:2/name", "dram\n")
+    meter = RaplMeter(rapl_root)
+    meter.check()
+    assert meter.read().joules == pytest.approx(1.0)  # package-0 alone
+    assert meter.zones() == ["intel-rapl:0 (package-0)"]
+
+
+def test_rapl_reads_the_platform_zone_only_when_there_is_no_package_zone(rapl_root):
+    (rapl_root / "intel-rapl:0").rename(rapl_root.parent / "elsewhere")
+    write(rapl_root / "intel-rapl:1/name", "psys\n")
+    write(rapl_root / "intel-rapl:1/energy_uj", "5000000")
+    meter = RaplMeter(rapl_root)
+    assert meter.read().joules == pytest.approx(5.0)
+    assert meter.zones() == ["intel-rapl:1 (psys)"]
+
+
 def test_rapl_unwraps_its_counter(rapl_root):
     (rapl_root / "intel-rapl:1").rename(rapl_root.parent / "elsewhere")  # one package keeps the numbers simple
     write(rapl_root / "intel-rapl:0/max_energy_range_uj", "1000000")
