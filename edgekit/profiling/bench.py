@@ -57,6 +57,12 @@ def bench(
         rows.append(BenchRow(
             fmt, "ok", report.file_bytes, result.validation.max_abs_err, result.validation.top1_agreement,
             g.latency.median, g.latency.percentile(90),
-            g.energy.joules_per_inference if g.energy else None, g.energy.source if g.energy else None,
+            g.energy.joules_per_inference if g.energy else None, _energy_source(g.energy),
         ))  # fmt: skip
     return rows
+
+
+def _energy_source(energy) -> str | None:
+    if energy is None:
+        return None
+    return f"{energy.source} (below its noise floor)" if energy.below_noise_floor else energy.source

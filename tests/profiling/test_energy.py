@@ -227,6 +227,38 @@ def test_window_subtracts_the_idle_baseline():
     assert measured.trace and measured.samples > 20
 
 
+@pytest.mark.parametrize("idle, busy", [(5.0, 4.0), (4.0, 4.0)])
+def test_a_window_below_the_noise_floor_is_not_a_measurement(idle, busy):
+    # Drawing less than (or the same as) the idle baseline: the net energy is noise, not 0 J.
+    meter = SteppedPower(idle=idle, busy=busy)
+
+    def work():
+        meter.loaded = True
+        time.sleep(0.2)
+
+    measured, _ = measure_window(meter, work, idle_seconds=0.2, interval=0.005)
+    assert measured.joules is None
+    noise = measured.below_noise_floor
+    assert noise is not None
+    assert noise.gross_joules == pytest.approx(busy * measured.seconds, rel=0.05)
+    assert noise.idle_joules == pytest.approx(idle * measured.seconds, rel=0.01)
+    assert noise.net_joules == pytest.approx(noise.gross_joules - noise.idle_joules)
+    assert noise.net_joules <= noise.floor_joules
+    assert "below the noise floor" in noise.describe()
+
+
+def test_a_window_above_the_noise_floor_keeps_its_numbers():
+    meter = SteppedPower(idle=2.0, busy=5.0)
+
+    def work():
+        meter.loaded = True
+        time.sleep(0.2)
+
+    measured, _ = measure_window(meter, work, idle_seconds=0.2, interval=0.005)
+    assert measured.below_noise_floor is None
+    assert measured.joules == pytest.approx(3.0 * measured.seconds, rel=0.05)
+
+
 def test_trapezoid_integral():
     readings = [Reading(0.0, watts=1.0), Reading(1.0, watts=3.0), Reading(3.0, watts=3.0)]
     assert integrate(readings) == pytest.approx(2.0 + 6.0)
