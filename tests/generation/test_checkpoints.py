@@ -158,6 +158,23 @@ def test_tokenizer_file_is_checked(checkpoints, tmp_path):
     assert_user_error(invoke("generate", str(bundle), "--prompt", "the cat"), "tokenizer.json")
 
 
+@pytest.mark.parametrize("where", ["parent", "absolute", "unhashed"])
+def test_a_manifest_cannot_point_its_tokenizer_outside_the_bundle(checkpoints, tmp_path, where):
+    bundle = tmp_path / "b"
+    shutil.copytree(checkpoints.path("t5", "onnx"), bundle)
+    # A working tokenizer file the bundle does not vouch for: outside it, or inside but not hashed.
+    stray = bundle / "stray.json" if where == "unhashed" else tmp_path / "elsewhere" / "tokenizer.json"
+    stray.parent.mkdir(exist_ok=True)
+    shutil.copy(bundle / "tokenizer.json", stray)
+    name = {"parent": "../elsewhere/tokenizer.json", "absolute": str(stray), "unhashed": "stray.json"}[where]
+    manifest = json.loads((bundle / "edgekit.json").read_text())
+    manifest["extras"]["seq2seq"]["tokenizer"]["file"] = name
+    (bundle / "edgekit.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="tokenizer"):
+        BundleSeq2SeqRunner(bundle)
+    assert_user_error(invoke("generate", str(bundle), "--prompt", "the cat"), "tokenizer")
+
+
 def test_checkpoint_errors_are_one_line(checkpoints, tmp_path):
     no_tokenizer = checkpoints.path("t5", "onnx", tokenizer=None)
     assert_user_error(invoke("generate", str(no_tokenizer), "--prompt", "x"), "no tokenizer")
