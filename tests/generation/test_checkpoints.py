@@ -58,7 +58,7 @@ def test_logits_equal_transformers(checkpoints, kind):
             logits, cache = model.decode_step(tgt[:, i : i + 1], torch.tensor([float(i)]), cache, cross, mask)
             assert float((logits - want[:, i]).abs().max()) <= 1e-4, i
     # T5 v1.0 ties the head to the embedding and scales the decoder output by d_model**-0.5 (the scaling
-    # transformers' exportable module skips, VERSIONS.md): the comparison above would fail 8x without it
+    # transformers' exportable module skips, docs/toolchain.md): the comparison above would fail 8x without it
     if kind.startswith("t5"):
         assert model.cfg.scale_decoder_outputs == (kind == "t5")
 
