@@ -21,7 +21,7 @@ from edgekit.bundle import read_bundle
 from edgekit.errors import UnsupportedOptionError
 from edgekit.formats import get_format
 from edgekit.profiling.energy import METERS, measure_window, select_meter
-from edgekit.profiling.energy.base import BelowNoiseFloor
+from edgekit.profiling.energy.base import BelowNoiseFloor, EnergyMeasurement
 from edgekit.profiling.energy.estimate import DEVICES, detect_device, estimate_joules
 from edgekit.profiling.latency import LatencyStats, measure
 from edgekit.profiling.memory import PeakSampler, rss_bytes
@@ -171,10 +171,10 @@ def _meter(choice: str):
     return select_meter(choice)  # a named meter that cannot read here is a MeterUnavailable (an EdgekitError)
 
 
-def _measured(source: str, measured, inferences: int) -> EnergyResult:
+def _measured(source: str, measured: EnergyMeasurement, inferences: int) -> EnergyResult:
     counts = f"{measured.samples} samples over {measured.seconds:.2f} s, {measured.wraps} counter wrap(s)"
     noise = measured.below_noise_floor
-    per_inference = None if noise else measured.joules / inferences
+    per_inference = None if measured.joules is None else measured.joules / inferences
     detail = f"{noise.describe()} ({inferences} inferences); {counts}" if noise else counts
     return EnergyResult(
         source, per_inference, measured.average_watts, measured.idle_watts, measured.seconds, detail,

@@ -259,6 +259,37 @@ def test_a_window_above_the_noise_floor_keeps_its_numbers():
     assert measured.joules == pytest.approx(3.0 * measured.seconds, rel=0.05)
 
 
+class NoisyPower(SteppedPower):
+    """Alternates +-1 W around its level: a sensor whose single readings are far noisier than its mean."""
+
+    def __init__(self, idle: float, busy: float):
+        super().__init__(idle, busy)
+        self.sign = 1.0
+
+    def read(self) -> Reading:
+        self.sign = -self.sign
+        reading = super().read()
+        return Reading(reading.t, watts=reading.watts + self.sign)
+
+
+@pytest.mark.parametrize("extra_watts, resolved", [(0.002, False), (3.0, True)])
+def test_the_noise_floor_follows_the_meter_noise(extra_watts, resolved):
+    # +-1 W of noise per reading: 2 mW more under load is not measurable over 0.2 s, 3 W is.
+    meter = NoisyPower(idle=3.0, busy=3.0 + extra_watts)
+
+    def work():
+        meter.loaded = True
+        time.sleep(0.2)
+
+    measured, _ = measure_window(meter, work, idle_seconds=0.2, interval=0.005)
+    assert (measured.below_noise_floor is None) == resolved
+    if resolved:
+        assert measured.joules == pytest.approx(extra_watts * measured.seconds, rel=0.3)
+    else:
+        # two standard errors of ~40 readings a window: about 0.5 W, far above the 2 mW and below the 3 W
+        assert 0.05 * measured.seconds < measured.below_noise_floor.floor_joules < 2.0 * measured.seconds
+
+
 def test_trapezoid_integral():
     readings = [Reading(0.0, watts=1.0), Reading(1.0, watts=3.0), Reading(3.0, watts=3.0)]
     assert integrate(readings) == pytest.approx(2.0 + 6.0)

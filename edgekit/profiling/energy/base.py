@@ -160,11 +160,13 @@ def interval_powers(readings: list[Reading]) -> list[float]:
     return [r.watts for r in readings if r.watts is not None]
 
 
-def _mean_and_variance_of_mean(powers: list[float]) -> tuple[float, float]:
+def variance_of_mean(powers: list[float]) -> float:
+    """Variance (W^2) of the mean of ``powers``: their sample variance over their count."""
     n = len(powers)
-    mean = sum(powers) / n if n else 0.0
-    spread = sum((p - mean) ** 2 for p in powers) / (n - 1) if n > 1 else 0.0
-    return mean, spread / n if n else 0.0
+    if n < 2:
+        return 0.0
+    mean = sum(powers) / n
+    return sum((p - mean) ** 2 for p in powers) / (n - 1) / n
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ def measure_baseline(meter: EnergyMeter, seconds: float, interval: float = 0.01)
     readings = sampler.stop()
     span = readings[-1].t - readings[0].t
     watts = integrate(readings) / span if span > 0 else 0.0
-    return IdleBaseline(watts, _mean_and_variance_of_mean(interval_powers(readings))[1])
+    return IdleBaseline(watts, variance_of_mean(interval_powers(readings)))
 
 
 def measure_idle(meter: EnergyMeter, seconds: float, interval: float = 0.01) -> float:
@@ -213,7 +215,7 @@ def measure_window(
     net: float | None = joules
     below = None
     if idle is not None:
-        _, window_variance = _mean_and_variance_of_mean(interval_powers(readings))
+        window_variance = variance_of_mean(interval_powers(readings))
         floor = 2 * math.sqrt(window_variance + idle.variance_of_mean) * seconds + _RESOLUTION * abs(joules)
         if joules - idle.watts * seconds <= floor:
             below, net = BelowNoiseFloor(joules, idle.watts * seconds, floor, seconds), None
