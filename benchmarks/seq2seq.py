@@ -1,7 +1,7 @@
 """Encoder-decoder vs its decoder-only twin of equal size, per runtime: time to first token, decode speed, memory.
 
-The "Return of the Encoder" comparison at our scale (PAPERS.md section 5; the paper reports 47% lower
-first-token latency and 4.7x the throughput on its edge hardware). For each prompt length P both models are
+The "Return of the Encoder" comparison at our scale (its section in docs/papers.md; the paper reports 47%
+lower first-token latency and 4.7x the throughput on its edge hardware). For each prompt length P both models are
 exported for exactly that prompt (the encoder takes P source tokens; the twin prefills P + 1 tokens: the source
 and BOS) with a 32-position decoder cache, untrained (timing does not depend on the weights):
 

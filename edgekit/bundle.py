@@ -89,11 +89,17 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
     return Bundle(root, manifest)
 
 
+def inside_bundle(root: str | Path, name: str) -> Path:
+    """``root / name`` resolved; BundleError if it leaves the bundle directory (``..``, absolute, symlink)."""
+    path = (Path(root) / name).resolve()
+    if Path(root).resolve() not in path.parents:
+        raise BundleError(f"{root}: manifest lists {name!r}, outside the bundle directory; refusing to read it")
+    return path
+
+
 def verify_files(root: Path, files: dict[str, FileEntry]) -> None:
     for name, entry in files.items():
-        path = (root / name).resolve()
-        if root.resolve() not in path.parents:
-            raise BundleError(f"{root}: manifest lists {name!r}, outside the bundle directory; refusing to read it")
+        path = inside_bundle(root, name)
         if not path.is_file():
             raise BundleError(f"{root}: {name} is missing; copy the whole bundle directory or re-export it")
         size = path.stat().st_size

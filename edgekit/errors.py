@@ -76,6 +76,23 @@ class ValidationFailed(EdgekitError):
         )
 
 
+class ShapeMismatch(EdgekitError):
+    """An exported graph's output has another shape than PyTorch's: the graph is wrong, not imprecise.
+
+    Not a ValidationFailed, so ``--allow-mismatch`` (which keeps a bundle whose numbers drift) cannot keep it.
+    """
+
+    exit_code = 1
+
+    def __init__(self, output: str, shape: tuple[int, ...], reference: tuple[int, ...]):
+        self.output, self.shape, self.reference = output, shape, reference
+        super().__init__(
+            f"exported output {output!r} has shape {shape}, PyTorch's has {reference}: the exported graph "
+            "computes something else (no flag keeps such a bundle; check the model's forward for "
+            "export-only branches or shapes taken from Python state)"
+        )
+
+
 class BundleError(EdgekitError):
     """A bundle that is missing, corrupt, truncated, tampered with or of an unknown schema."""
 

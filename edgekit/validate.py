@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgekit.errors import ShapeMismatch
 from edgekit.types import QualityGate, QualityResult, Tolerance, ValidationResult
 
 
@@ -29,13 +30,7 @@ def compare(
     per_output = []
     worst_err, worst_allowed, min_cos, passed = 0.0, 0.0, 1.0, True
     for name in names:
-        ref = np.stack([np.asarray(r[name], dtype=np.float64) for r in reference])
-        got = np.stack([np.asarray(c[name], dtype=np.float64) for c in candidate])
-        if ref.shape != got.shape:
-            per_output.append({"name": name, "error": f"shape {got.shape[1:]} != reference {ref.shape[1:]}"})
-            passed = False
-            worst_err = float("inf")
-            continue
+        ref, got = _stacked(reference, candidate, name)
         err = float(np.max(np.abs(ref - got))) if ref.size else 0.0
         allowed = tolerance.atol + tolerance.rtol * float(np.max(np.abs(ref))) if ref.size else tolerance.atol
         cos = cosine(ref, got)
@@ -58,6 +53,18 @@ def compare(
         tolerance=tolerance,
         per_output=tuple(per_output),
     )
+
+
+def _stacked(
+    reference: Sequence[dict[str, np.ndarray]], candidate: Sequence[dict[str, np.ndarray]], name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Output ``name`` of every sample, both sides as float64; ShapeMismatch (never a score) if they differ."""
+    refs = [np.asarray(r[name], dtype=np.float64) for r in reference]
+    gots = [np.asarray(c[name], dtype=np.float64) for c in candidate]
+    for ref, got in zip(refs, gots, strict=True):
+        if ref.shape != got.shape:
+            raise ShapeMismatch(name, tuple(got.shape), tuple(ref.shape))
+    return np.stack(refs), np.stack(gots)
 
 
 def merge_results(results: Sequence[tuple[str, ValidationResult]]) -> ValidationResult:
@@ -114,9 +121,7 @@ def judge_quantized(
     """
     if len(reference) != len(candidate) or not reference:
         raise ValueError("reference and candidate need the same, non-zero number of samples")
-    first = next(iter(reference[0]))
-    ref = np.stack([np.asarray(r[first], dtype=np.float64) for r in reference])
-    got = np.stack([np.asarray(c[first], dtype=np.float64) for c in candidate])
+    ref, got = _stacked(reference, candidate, next(iter(reference[0])))
     finite = bool(np.isfinite(got).all())
     cos = cosine(ref, got) if finite else 0.0
     err = float(np.max(np.abs(ref - got))) if finite else float("inf")

@@ -244,6 +244,35 @@ def test_disagreement_fails_the_export_unless_allowed(tmp_path):
     assert json.loads((out / MANIFEST_NAME).read_text())["validation"]["passed"] is False
 
 
+SHAPE_FACTORY = textwrap.dedent(
+    """
+    import torch
+
+    class Reshaped(torch.nn.Module):
+        # The graph torch.export captures returns 3 outputs per row; eager PyTorch returns 2.
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            y = self.lin(x)
+            return y if torch.compiler.is_exporting() else y[:, :2]
+
+    def factory():
+        return Reshaped(), torch.randn(1, 4)
+    """
+)
+
+
+def test_a_shape_mismatch_fails_the_export_even_with_allow_mismatch(tmp_path):
+    source = tmp_path / "shape.py"
+    source.write_text(SHAPE_FACTORY)
+    out = tmp_path / "b"
+    result = invoke("export", f"{source}:factory", "--format", "onnx", "--no-fold", "-o", str(out), "--allow-mismatch")
+    assert_user_error(result, "shape", "(1, 3)", "(1, 2)", code=1)
+    assert not out.exists()
+
+
 def test_export_never_overwrites_a_non_bundle_directory(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,7 +107,7 @@ def to_cream_key(key: str) -> str:
     key = re.sub(r"^patch_embed\.conv1\.", "patch_embed.seq.0.", key)
     key = re.sub(r"^patch_embed\.conv2\.", "patch_embed.seq.2.", key)
     key = re.sub(r"\.conv\.weight$", ".c.weight", key)
-    key = re.sub(r"^head\.norm_head\.", "norm_head.", key)
+    key = re.sub(r"^head\.norm\.", "norm_head.", key)
     key = re.sub(r"^head\.fc\.", "head.", key)
     m = re.match(r"^stages\.(\d+)\.downsample\.(.*)$", key)
     if m:
@@ -118,10 +120,14 @@ def source_model():
     return randomize(create_model("tinyvit_5m", **TINY).module)
 
 
-@pytest.mark.parametrize("layout", ["timm", "cream"])
+@pytest.mark.parametrize("layout", ["ours", "cream", "old_head_name"])
 def test_checkpoints_load_in_either_layout(tmp_path, source_model, layout):
     state = source_model.state_dict()
-    if layout == "cream":
+    if layout == "old_head_name":  # timm before its hub weights, and edgekit's own files before the rename
+        state = {re.sub(r"^head\.norm\.", "head.norm_head.", k): v for k, v in state.items()}
+        assert "head.norm_head.weight" in state
+        payload = state
+    elif layout == "cream":
         state = {to_cream_key(k): v for k, v in state.items()}
         assert any(k.startswith("layers.0.downsample.") for k in state)
         payload = {"model": state}  # the official files wrap the state dict
@@ -147,3 +153,22 @@ def test_missing_key_is_named(tmp_path, source_model):
     torch.save(state, tmp_path / "ckpt.pth")
     with pytest.raises(BundleError, match=r"missing 1 key\(s\), e.g. head\.fc\.weight"):
         prepare_model("tinyvit_5m", tmp_path / "ckpt.pth", **TINY)
+
+
+TIMM_KEYS = json.loads((Path(__file__).parent / "fixtures" / "timm_tinyvit_keys.json").read_text())["models"]
+
+
+@pytest.mark.parametrize("size", ["5m", "11m", "21m"])
+def test_a_timm_state_dict_loads_key_for_key(tmp_path, size):
+    # Exactly the keys and shapes of timm's own TinyViT (fixtures/make_timm_tinyvit_keys.py), not ours.
+    g = torch.Generator().manual_seed(0)
+    state = {
+        key: torch.tensor(7) if key.endswith("num_batches_tracked") else torch.randn(shape, generator=g)
+        for key, shape in TIMM_KEYS[size].items()
+    }
+    torch.save(state, tmp_path / "timm.pth")
+    spec = prepare_model(f"tinyvit_{size}", tmp_path / "timm.pth")
+    loaded = spec.module.state_dict()
+    assert sorted(loaded) == sorted(state)
+    for key, value in state.items():
+        torch.testing.assert_close(loaded[key], value, msg=key)

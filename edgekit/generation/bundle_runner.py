@@ -24,7 +24,7 @@ class BundleSeq2SeqRunner:
                 f"{self.bundle.path} is not an encoder-decoder bundle (no extras.seq2seq in its manifest)"
             )
         self.layout: Seq2SeqLayout = layout
-        self.tokenizer = tokenizer_from_json(layout.tokenizer, self.bundle.path)
+        self.tokenizer = tokenizer_from_json(layout.tokenizer, self.bundle.path, self.bundle.manifest.files)
         self.max_source, self.max_target = layout.max_source, layout.max_target
         self.encoder = runtimes.load(self.bundle, "encoder", threads=threads)
         self.decoder = runtimes.load(self.bundle, "decoder_step", threads=threads)

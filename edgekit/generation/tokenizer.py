@@ -9,6 +9,7 @@ manifest's ``kind`` to the class that reads it back.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from edgekit.bundle import inside_bundle
 from edgekit.errors import BundleError, InputError, MissingDependencyError
 
 
@@ -180,8 +182,14 @@ TOKENIZER_KINDS: dict[str, type[Tokenizer]] = {
 }
 
 
-def tokenizer_from_json(data: dict[str, Any], root: str | Path = ".") -> Tokenizer:
-    """The tokenizer a manifest describes; a file-based one is read from ``root`` (the bundle directory)."""
+def tokenizer_from_json(
+    data: dict[str, Any], root: str | Path = ".", hashed: Collection[str] | None = None
+) -> Tokenizer:
+    """The tokenizer a manifest describes; a file-based one is read from ``root`` (the bundle directory).
+
+    Its file is confined like every bundle file: it must resolve inside ``root`` and, given the names the
+    manifest hashes (``hashed``), be one of them, so what is read is what the bundle's hashes verified.
+    """
     fields = dict(data)
     kind = fields.pop("kind", None)
     cls = TOKENIZER_KINDS.get(kind)
@@ -189,7 +197,14 @@ def tokenizer_from_json(data: dict[str, Any], root: str | Path = ".") -> Tokeniz
         raise BundleError(f"tokenizer kind {kind!r} is not known here (known: {', '.join(TOKENIZER_KINDS)})")
     if issubclass(cls, _FileTokenizer):
         fields["root"] = str(root)
-        if not (Path(root) / str(fields.get("file", ""))).is_file():
+        name = str(fields.get("file", ""))
+        try:
+            path = inside_bundle(root, name)
+        except BundleError as exc:
+            raise BundleError(f"the tokenizer file: {exc}") from None
+        if hashed is not None and name not in hashed:
+            raise BundleError(f"{root}: the tokenizer file {name!r} is not among the bundle's hashed files; re-export")
+        if not path.is_file():
             raise BundleError(f"the tokenizer file {fields.get('file')!r} is missing from {root}")
     try:
         return cls(**fields)

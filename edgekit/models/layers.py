@@ -50,7 +50,7 @@ class LayerNorm(nn.LayerNorm):
         return centred * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
-# Attention probabilities as the Quantizable Transformers paper offers them (PAPERS.md section 6): plain softmax,
+# Attention probabilities as the Quantizable Transformers paper offers them (docs/papers.md): plain softmax,
 # clipped softmax (a head can output exact zeros without pushing logits to extremes), and gated attention (a
 # per-head sigmoid gate on the output lets a head do nothing without attending to a sink token). Both remove
 # the reason for the activation outliers that break per-tensor INT8; both must be trained with the change.

@@ -1,7 +1,7 @@
 """TinyViT (Wu et al., ECCV 2022), written for export.
 
-Same architecture and parameter names as timm's port (so timm checkpoints load by name, and the
-official microsoft/Cream checkpoints through :func:`edgekit.models.checkpoints.from_cream`). What
+Same architecture and parameter names as timm 1.0's port (so timm checkpoints load by name, and the
+official microsoft/Cream checkpoints through :func:`remap_tinyvit_keys`). What
 differs is how the forward pass is spelled, so that every op lands on a delegate:
 
 - the attention bias is a (heads, N, N) buffer materialised from the learned table whenever the
@@ -220,14 +220,14 @@ class ClassifierHead(nn.Module):
     def __init__(self, dim: int, num_classes: int, resolution: int):
         super().__init__()
         self.resolution = resolution
-        self.norm_head = LayerNorm(dim, eps=1e-5)
+        self.norm = LayerNorm(dim, eps=1e-5)  # timm's name; Cream's `norm_head` is mapped onto it
         self.fc = nn.Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, c = x.shape
         grid = x.transpose(1, 2).reshape(b, c, self.resolution, self.resolution)
         pooled = grid.mean(dim=(2, 3), keepdim=True).flatten(1)  # token mean, as a delegate-friendly 4-D pool
-        return self.fc(self.norm_head(pooled))
+        return self.fc(self.norm(pooled))
 
 
 class TinyViT(nn.Module):
@@ -278,7 +278,7 @@ _CREAM_RULES: tuple[tuple[str, str], ...] = (
     (r"^patch_embed\.seq\.0\.", "patch_embed.conv1."),
     (r"^patch_embed\.seq\.2\.", "patch_embed.conv2."),
     (r"\.c\.(weight|bias)$", r".conv.\1"),
-    (r"^norm_head\.", "head.norm_head."),
+    (r"^norm_head\.", "head.norm."),
     (r"^head\.(weight|bias)$", r"head.fc.\1"),
 )
 
@@ -288,9 +288,10 @@ def remap_tinyvit_keys(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.
 
     Cream keeps each stage's patch merging at the end of the stage (``layers.{i}.downsample``);
     timm and edgekit put it at the start of the next one (``stages.{i+1}.downsample``). Conv+BN pairs
-    are ``.c`` / ``.bn`` in Cream and ``.conv`` / ``.bn`` here; the head's norm and linear move under
-    ``head``. The derived ``attention_bias_idxs`` buffers are dropped (they are rebuilt from the
-    window size), which is also why a checkpoint for another window size fails on the bias table shape.
+    are ``.c`` / ``.bn`` in Cream and ``.conv`` / ``.bn`` here; Cream's ``norm_head`` and ``head`` become
+    ``head.norm`` and ``head.fc`` (the names of timm 1.0's classifier head). The derived
+    ``attention_bias_idxs`` buffers are dropped (they are rebuilt from the window size), which is also
+    why a checkpoint for another window size fails on the bias table shape.
     """
     cream = any(k.startswith(("layers.", "patch_embed.seq.")) for k in state)
     out: dict[str, torch.Tensor] = {}
@@ -298,7 +299,9 @@ def remap_tinyvit_keys(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.
     for key, value in state.items():
         if key.endswith("attention_bias_idxs"):
             continue
-        new = key
+        # timm before its 2023 hub weights (and edgekit before it took timm's name) called the head's norm
+        # `head.norm_head`; both layouts still turn up in saved files.
+        new = re.sub(r"^head\.norm_head\.", "head.norm.", key)
         if cream:
             match = re.match(r"^layers\.(\d+)\.(blocks|downsample)\.(.*)$", new)
             if match:

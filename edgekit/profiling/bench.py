@@ -87,6 +87,12 @@ def bench(
         out.append(replace(
             row, size_bytes=report.file_bytes, p50_ms=g.latency.median, p90_ms=g.latency.percentile(90),
             joules_per_inference=g.energy.joules_per_inference if g.energy else None,
-            energy_source=g.energy.source if g.energy else None,
+            energy_source=_energy_source(g.energy),
         ))  # fmt: skip
     return out
+
+
+def _energy_source(energy) -> str | None:
+    if energy is None:
+        return None
+    return f"{energy.source} (below its noise floor)" if energy.below_noise_floor else energy.source

@@ -108,9 +108,10 @@ def _stages(module) -> list[tuple[str, Any]]:
 def profile_device(
     model: str = "vit_tiny", config: dict[str, Any] | None = None, name: str | None = None, energy: str = "auto"
 ) -> DeviceProfile:
+    # The meter first: one asked for by name that cannot read here fails before minutes of timing.
+    meter, _ = select_meter(energy) if energy not in ("none", "estimate") else (None, [])
     blocks, spec = block_latencies(model, config)
     total, available = memory_info()
-    meter, _ = select_meter(energy) if energy not in ("none", "estimate") else (None, [])
     idle = measure_idle(meter, 1.0) if meter else None
     return DeviceProfile(
         name=name or os.uname().nodename, host=host_info(), memory_total_bytes=total, memory_available_bytes=available,

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.bundle import read_bundle
-from edgekit.errors import EdgekitError, UnsupportedOptionError
+from edgekit.errors import UnsupportedOptionError
 from edgekit.formats import get_format
 from edgekit.inputs import make_inputs
-from edgekit.profiling.energy import METERS, MeterUnavailable, measure_window, select_meter
+from edgekit.profiling.energy import METERS, measure_window, select_meter
+from edgekit.profiling.energy.base import BelowNoiseFloor, EnergyMeasurement
 from edgekit.profiling.energy.estimate import DEVICES, detect_device, estimate_joules
 from edgekit.profiling.latency import LatencyStats, measure
 from edgekit.profiling.memory import PeakSampler, rss_bytes
@@ -32,12 +33,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class EnergyResult:
     source: str  # meter name, or "estimate"
-    joules_per_inference: float
+    joules_per_inference: float | None  # None exactly when the window was below the meter's noise floor
     average_watts: float | None
     idle_watts: float | None = None
     window_seconds: float | None = None
     detail: str = ""
     trace: tuple[tuple[float, float], ...] = ()
+    below_noise_floor: BelowNoiseFloor | None = None  # the raw numbers of a window the meter cannot resolve
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -149,12 +151,7 @@ def profile(
 
             if meter is not None:
                 measured, latency = measure_window(meter, timed, idle_seconds=idle_seconds)
-                result = EnergyResult(
-                    meter.name, measured.joules / len(latency.samples_ms), measured.average_watts, measured.idle_watts,
-                    measured.seconds,
-                    f"{measured.samples} samples over {measured.seconds:.2f} s, {measured.wraps} counter wrap(s)",
-                    measured.trace,
-                )  # fmt: skip
+                result = _measured(meter.name, measured, len(latency.samples_ms))
             else:
                 latency = timed()
                 # each graph's own count (a decoder step costs a step); bundles from before graphs had one: the model's
@@ -173,10 +170,18 @@ def _meter(choice: str):
     allowed = ["auto", "none", "estimate", *METERS.names()]
     if choice not in allowed:
         raise UnsupportedOptionError("--energy", choice, allowed)
-    try:
-        return select_meter(choice)
-    except MeterUnavailable as exc:
-        raise EdgekitError(f"energy meter {choice!r} cannot be read here: {exc}") from None
+    return select_meter(choice)  # a named meter that cannot read here is a MeterUnavailable (an EdgekitError)
+
+
+def _measured(source: str, measured: EnergyMeasurement, inferences: int) -> EnergyResult:
+    counts = f"{measured.samples} samples over {measured.seconds:.2f} s, {measured.wraps} counter wrap(s)"
+    noise = measured.below_noise_floor
+    per_inference = None if measured.joules is None else measured.joules / inferences
+    detail = f"{noise.describe()} ({inferences} inferences); {counts}" if noise else counts
+    return EnergyResult(
+        source, per_inference, measured.average_watts, measured.idle_watts, measured.seconds, detail,
+        measured.trace, noise,
+    )  # fmt: skip
 
 
 def _estimate(choice: str, flops: float | None, latency: LatencyStats, device: str | None) -> EnergyResult | None:

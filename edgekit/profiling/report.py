@@ -89,9 +89,7 @@ def profile_table(report) -> Table:
     rows.append(("throughput", [f"{s['throughput_per_s']:.1f} /s" for s in summaries]))
     rows.append(("peak RSS", [f"{s['peak_rss_bytes'] / 2**20:.0f} MiB" for s in summaries]))
     rows.append(("RSS added by loading", [f"{s['model_memory_bytes'] / 2**20:.1f} MiB" for s in summaries]))
-    rows.append(
-        ("energy / inference", [_joules(g.energy.joules_per_inference) if g.energy else "-" for g in report.graphs])
-    )
+    rows.append(("energy / inference", [_energy_cell(g.energy) for g in report.graphs]))
     rows.append(("average power", [f"{g.energy.average_watts:.2f} W" if g.energy and g.energy.average_watts else "-"
                                    for g in report.graphs]))  # fmt: skip
     rows.append(("energy source", [g.energy.source if g.energy else "none" for g in report.graphs]))
@@ -121,6 +119,14 @@ def _joules(j: float | None) -> str:
     if j is None:
         return "-"
     return f"{j * 1e3:.3f} mJ" if j >= 1e-3 else f"{j * 1e6:.1f} µJ"
+
+
+def _energy_cell(energy) -> str:
+    if energy is None:
+        return "-"
+    if energy.below_noise_floor is not None:  # the numbers are in the energy line under the table
+        return "[yellow]below noise floor[/yellow]"
+    return _joules(energy.joules_per_inference)
 
 
 def write_csv(report, path) -> None:

@@ -58,7 +58,7 @@ def test_logits_equal_transformers(checkpoints, kind):
             logits, cache = model.decode_step(tgt[:, i : i + 1], torch.tensor([float(i)]), cache, cross, mask)
             assert float((logits - want[:, i]).abs().max()) <= 1e-4, i
     # T5 v1.0 ties the head to the embedding and scales the decoder output by d_model**-0.5 (the scaling
-    # transformers' exportable module skips, VERSIONS.md): the comparison above would fail 8x without it
+    # transformers' exportable module skips, docs/toolchain.md): the comparison above would fail 8x without it
     if kind.startswith("t5"):
         assert model.cfg.scale_decoder_outputs == (kind == "t5")
 
@@ -156,6 +156,23 @@ def test_tokenizer_file_is_checked(checkpoints, tmp_path):
     with pytest.raises(BundleError, match="tokenizer.json"):
         read_bundle(bundle)
     assert_user_error(invoke("generate", str(bundle), "--prompt", "the cat"), "tokenizer.json")
+
+
+@pytest.mark.parametrize("where", ["parent", "absolute", "unhashed"])
+def test_a_manifest_cannot_point_its_tokenizer_outside_the_bundle(checkpoints, tmp_path, where):
+    bundle = tmp_path / "b"
+    shutil.copytree(checkpoints.path("t5", "onnx"), bundle)
+    # A working tokenizer file the bundle does not vouch for: outside it, or inside but not hashed.
+    stray = bundle / "stray.json" if where == "unhashed" else tmp_path / "elsewhere" / "tokenizer.json"
+    stray.parent.mkdir(exist_ok=True)
+    shutil.copy(bundle / "tokenizer.json", stray)
+    name = {"parent": "../elsewhere/tokenizer.json", "absolute": str(stray), "unhashed": "stray.json"}[where]
+    manifest = json.loads((bundle / "edgekit.json").read_text())
+    manifest["extras"]["seq2seq"]["tokenizer"]["file"] = name
+    (bundle / "edgekit.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="tokenizer"):
+        BundleSeq2SeqRunner(bundle)
+    assert_user_error(invoke("generate", str(bundle), "--prompt", "the cat"), "tokenizer")
 
 
 def test_checkpoint_errors_are_one_line(checkpoints, tmp_path):

@@ -61,6 +61,28 @@ def test_rapl_sums_packages_not_subzones(rapl_root):
     assert meter.read().joules == pytest.approx(2.0)  # 2 x 1,000,000 uJ
 
 
+def test_rapl_never_adds_the_platform_zone_to_the_packages(rapl_root):
+    # Many Intel laptops expose psys (the whole platform, package included) as a second top-level zone.
+    write(rapl_root / "intel-rapl:1/name", "psys\n")
+    write(rapl_root / "intel-rapl:1/energy_uj", "5000000")
+    write(rapl_root / "intel-rapl:2/energy_uj", "3000000")  # a top-level zone of unknown kind
+    write(rapl_root / "intel-rapl:2/max_energy_range_uj", "262143328850")
+    write(rapl_root / "intel-rapl:2/name", "dram\n")
+    meter = RaplMeter(rapl_root)
+    meter.check()
+    assert meter.read().joules == pytest.approx(1.0)  # package-0 alone
+    assert meter.zones() == ["intel-rapl:0 (package-0)"]
+
+
+def test_rapl_reads_the_platform_zone_only_when_there_is_no_package_zone(rapl_root):
+    (rapl_root / "intel-rapl:0").rename(rapl_root.parent / "elsewhere")
+    write(rapl_root / "intel-rapl:1/name", "psys\n")
+    write(rapl_root / "intel-rapl:1/energy_uj", "5000000")
+    meter = RaplMeter(rapl_root)
+    assert meter.read().joules == pytest.approx(5.0)
+    assert meter.zones() == ["intel-rapl:1 (psys)"]
+
+
 def test_rapl_unwraps_its_counter(rapl_root):
     (rapl_root / "intel-rapl:1").rename(rapl_root.parent / "elsewhere")  # one package keeps the numbers simple
     write(rapl_root / "intel-rapl:0/max_energy_range_uj", "1000000")
@@ -203,6 +225,69 @@ def test_window_subtracts_the_idle_baseline():
     assert measured.average_watts == pytest.approx(5.0, rel=0.05)
     assert measured.joules == pytest.approx(3.0 * measured.seconds, rel=0.05)
     assert measured.trace and measured.samples > 20
+
+
+@pytest.mark.parametrize("idle, busy", [(5.0, 4.0), (4.0, 4.0)])
+def test_a_window_below_the_noise_floor_is_not_a_measurement(idle, busy):
+    # Drawing less than (or the same as) the idle baseline: the net energy is noise, not 0 J.
+    meter = SteppedPower(idle=idle, busy=busy)
+
+    def work():
+        meter.loaded = True
+        time.sleep(0.2)
+
+    measured, _ = measure_window(meter, work, idle_seconds=0.2, interval=0.005)
+    assert measured.joules is None
+    noise = measured.below_noise_floor
+    assert noise is not None
+    assert noise.gross_joules == pytest.approx(busy * measured.seconds, rel=0.05)
+    assert noise.idle_joules == pytest.approx(idle * measured.seconds, rel=0.01)
+    assert noise.net_joules == pytest.approx(noise.gross_joules - noise.idle_joules)
+    assert noise.net_joules <= noise.floor_joules
+    assert "below the noise floor" in noise.describe()
+
+
+def test_a_window_above_the_noise_floor_keeps_its_numbers():
+    meter = SteppedPower(idle=2.0, busy=5.0)
+
+    def work():
+        meter.loaded = True
+        time.sleep(0.2)
+
+    measured, _ = measure_window(meter, work, idle_seconds=0.2, interval=0.005)
+    assert measured.below_noise_floor is None
+    assert measured.joules == pytest.approx(3.0 * measured.seconds, rel=0.05)
+
+
+class NoisyPower(SteppedPower):
+    """Alternates +-1 W around its level: a sensor whose single readings are far noisier than its mean."""
+
+    def __init__(self, idle: float, busy: float):
+        super().__init__(idle, busy)
+        self.sign = 1.0
+
+    def read(self) -> Reading:
+        self.sign = -self.sign
+        reading = super().read()
+        return Reading(reading.t, watts=reading.watts + self.sign)
+
+
+@pytest.mark.parametrize("extra_watts, resolved", [(0.002, False), (3.0, True)])
+def test_the_noise_floor_follows_the_meter_noise(extra_watts, resolved):
+    # +-1 W of noise per reading: 2 mW more under load is not measurable over 0.2 s, 3 W is.
+    meter = NoisyPower(idle=3.0, busy=3.0 + extra_watts)
+
+    def work():
+        meter.loaded = True
+        time.sleep(0.2)
+
+    measured, _ = measure_window(meter, work, idle_seconds=0.2, interval=0.005)
+    assert (measured.below_noise_floor is None) == resolved
+    if resolved:
+        assert measured.joules == pytest.approx(extra_watts * measured.seconds, rel=0.3)
+    else:
+        # two standard errors of ~40 readings a window: about 0.5 W, far above the 2 mW and below the 3 W
+        assert 0.05 * measured.seconds < measured.below_noise_floor.floor_joules < 2.0 * measured.seconds
 
 
 def test_trapezoid_integral():

@@ -59,6 +59,33 @@ def test_profile_with_a_power_meter(bundles, tmp_path, monkeypatch):
     assert energy.trace
 
 
+def test_profile_reports_a_window_below_the_noise_floor(bundles, tmp_path, monkeypatch):
+    # A steady 4 W sensor: the model adds nothing the meter can see, so there is no energy per inference.
+    chip = tmp_path / "hwmon" / "hwmon0"
+    chip.mkdir(parents=True)
+    (chip / "name").write_text("ina226\n")
+    (chip / "power1_input").write_text("4000000\n")
+    monkeypatch.setenv("EDGEKIT_HWMON_ROOT", str(tmp_path / "hwmon"))
+    report = profile(bundles.path("cnn_small", "onnx"), runs=50, energy="hwmon", idle_seconds=0.2)
+    energy = report.graphs[0].energy
+    assert energy.joules_per_inference is None
+    assert energy.below_noise_floor is not None and energy.below_noise_floor.idle_joules > 0
+    assert "below the noise floor" in energy.detail
+    assert report.to_json()["energy"]["below_noise_floor"]["gross_joules"] > 0
+    result = invoke("profile", str(bundles.path("cnn_small", "onnx")), "--runs", "20", "--energy", "hwmon",
+                    "--idle", "0.2")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "below noise floor" in result.output and "gross" in result.output
+
+
+def test_profile_device_without_the_requested_meter_is_one_line(tmp_path, no_meters):
+    result = invoke("profile-device", "--model", "vit_digits", "--energy", "rapl", "-o", str(tmp_path / "d.json"))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "rapl" in lines[0]
+    assert "internal error" not in result.stderr and not (tmp_path / "d.json").exists()
+
+
 def test_duration_mode_runs_at_least_that_long(bundles, no_meters):
     report = profile(bundles.path("cnn_small", "onnx"), runs=1, duration=0.3, energy="none")
     lat = report.graphs[0].latency

@@ -33,7 +33,10 @@ __all__ = ["METERS", "MeterUnavailable", "measure_window", "select_meter"]
 
 
 def select_meter(choice: str) -> tuple[EnergyMeter | None, list[str]]:
-    """The meter for ``choice`` ('auto', a meter name, 'estimate' or 'none') and why others were skipped."""
+    """The meter for ``choice`` ('auto', a meter name, 'estimate' or 'none') and why others were skipped.
+
+    A meter named by ``choice`` that cannot read here raises MeterUnavailable (an EdgekitError).
+    """
     if choice in ("none", "estimate"):
         return None, []
     names = AUTO_ORDER if choice == "auto" else (choice,)
@@ -43,10 +46,10 @@ def select_meter(choice: str) -> tuple[EnergyMeter | None, list[str]]:
         try:
             meter.check()
         except MeterUnavailable as exc:
+            if choice != "auto":
+                raise MeterUnavailable(f"energy meter {name!r} cannot be read here: {exc}") from None
             skipped.append(f"{name}: {exc}")
             log.info("energy meter %s unavailable: %s", name, exc)
             continue
         return meter, skipped
-    if choice != "auto":
-        raise MeterUnavailable(skipped[0])
     return None, skipped
