@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_BUNDLE_BYTES = UploadLimits.max_bytes
 MAX_CALLS = 16
+MAX_PROFILE_RUNS = 100_000
 SERVICE = "edgekit.split.v1.ShardWorker"
 _OPEN = frozenset({f"/{SERVICE}/Health"})  # health is answered to anyone who can connect
 _RECORD = "shard.json"
@@ -199,6 +200,26 @@ def _servicer_class():
                 context.abort(grpc.StatusCode.INTERNAL, str(exc))
             return pb.InferReply(outputs=[encode(k, v) for k, v in outputs.items()], compute_ms=compute_ms)
 
+        def Profile(self, request, context):  # noqa: N802
+            shard = self.store.get(request.shard)
+            if shard is None:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"bundle {request.shard!r} is not deployed on {self.name}")
+            if not 1 <= request.runs <= MAX_PROFILE_RUNS or not 0 <= request.warmup <= MAX_PROFILE_RUNS:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"runs must be 1..{MAX_PROFILE_RUNS}, warmup 0..")
+            if not 0 <= request.duration <= 600 or not 0 <= request.idle_seconds <= 60:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "duration must be 0..600 s, idle 0..60 s")
+            from edgekit.profiling.profiler import profile
+
+            try:
+                with shard.lock:  # alone on the bundle: no inference call timed into its samples
+                    report = profile(shard.path, runs=request.runs, warmup=request.warmup,
+                                     duration=request.duration or None, threads=request.threads or None,
+                                     energy=request.energy or "auto", idle_seconds=request.idle_seconds)  # fmt: skip
+            except EdgekitError as exc:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            data = {**report.to_json(), "device": self.name, "pid": os.getpid()}
+            return pb.ProfileReply(report_json=json.dumps(data))
+
     return ShardWorkerService
 
 
@@ -280,7 +301,7 @@ def start_worker(
     ]
     from edgekit.fleet.gate import make_gate
 
-    gate = make_gate(auth, max_calls, _OPEN, frozenset({f"/{SERVICE}/Deploy"}))
+    gate = make_gate(auth, max_calls, _OPEN, frozenset({f"/{SERVICE}/Deploy", f"/{SERVICE}/Profile"}))
     # Threads beyond the bound on calls keep health checks answered while every work call is busy.
     pool = futures.ThreadPoolExecutor(max_workers=max_calls + 2, thread_name_prefix="grpc")
     server = grpc.server(pool, options=options, interceptors=[gate])
