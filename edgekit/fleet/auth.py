@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import ConfigError
-from edgekit.fleet.ca import Identity, load_identity, validity_problem
+from edgekit.fleet.ca import CA_KEY, Identity, load_identity, validity_problem
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ class ServerAuth:
 
     @classmethod
     def from_options(cls, tls: str | None, token_file: str | None, insecure: bool) -> ServerAuth:
+        if tls and (Path(tls) / CA_KEY).exists():
+            raise ConfigError(f"--tls {tls} is the fleet directory (it holds the CA key, which stays with the "
+                              "coordinator); give the device's directory from `edgekit fleet add-device`")  # fmt: skip
         identity = load_identity(tls) if tls else None
         if identity is not None and identity.cert_pem is None:
             raise ConfigError(f"--tls {tls}: a worker needs its own cert.pem and key.pem (`edgekit fleet add-device`)")

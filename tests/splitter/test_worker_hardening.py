@@ -179,9 +179,13 @@ def test_upload_limits_on_bytes_files_and_depth(tmp_path):
         (["--port", "99999"], "--port 99999 is not a TCP port"),
         (["--host", "0.0.0.0", "--port", "0"], "refusing to serve 0.0.0.0 without authentication"),
         (["--host", "192.0.2.1", "--port", "0", "--insecure"], "192.0.2.1 is not an address of this machine"),
+        (["--port", "0", "--tls", "{fleet}"], "is the fleet directory (it holds the CA key"),
     ],
 )
 def test_worker_start_errors_are_one_line_exit_2(args, message, tmp_path):
+    from edgekit.fleet.ca import init_fleet
+
+    args = [a.format(fleet=init_fleet(tmp_path / "fleet")) if "{fleet}" in a else a for a in args]
     proc = subprocess.run([EDGEKIT, "worker", "--workdir", str(tmp_path), *args], capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert proc.returncode == 2, proc.stderr
