@@ -120,7 +120,11 @@ def worker(host, port, workdir, name, threads, max_message_mb, tls, token_file, 
         signal.signal(sig, lambda *_: stop.set())
     announcer = None
     if announce or (announce is None and not is_loopback(host)):
-        announcer = _announce(running, host, profile_file)
+        try:
+            announcer = _announce(running, host, profile_file)
+        except BaseException:
+            running.stop(0)  # the server is already listening: its threads would keep the process alive
+            raise
     click.echo(f"edgekit worker listening on {host}:{running.port} (auth {auth.label}, workdir {workdir}; "
                f"{'announced over mDNS; ' if announcer else ''}stored shards load in the background)")  # fmt: skip
     sys.stdout.flush()

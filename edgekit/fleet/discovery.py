@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from edgekit.errors import MissingDependencyError, WorkerError
+from edgekit.errors import ConfigError, MissingDependencyError, WorkerError
 from edgekit.fleet.ca import Identity, der_fingerprint
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,12 @@ class Announcer:
             SERVICE_TYPE, f"{announcement.name}.{SERVICE_TYPE}", port=announcement.port,
             properties=announcement.properties(), addresses=addresses, server=f"{announcement.name}.local.",
         )  # fmt: skip
-        self._zc.register_service(self._info, allow_name_change=False)
+        try:
+            self._zc.register_service(self._info, allow_name_change=False)
+        except zc.NonUniqueNameException:
+            self._zc.close()
+            raise ConfigError(f"another worker already announces {announcement.name!r} on this network: give this "
+                              "one another --name, or --no-announce") from None  # fmt: skip
 
     def close(self) -> None:
         try:

@@ -112,3 +112,13 @@ def test_a_spoofed_fingerprint_is_refused(split_plan, lan, fleet, tmp_path):
         spoofer.kill()
         spoofer.wait()
         worker.stop()
+
+
+def test_a_second_worker_announcing_a_taken_name_refuses_to_start(lan, fleet, tmp_path):
+    hosts, _ = lan
+    ns, address = hosts[1]
+    proc = _in(ns, "worker", "--host", address, "--port", str(PORT + 7), "--tls", str(fleet["dev0"]),
+               "--workdir", str(tmp_path), timeout=120)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "another worker already announces 'dev0'" in lines[0], proc.stderr

@@ -95,7 +95,8 @@ def test_token_over_tls_across_hosts(split_plan, fleet, hosts, mtls_workers, tmp
     workers = []
     try:
         for device, (ns, _, address) in zip((d.name for d in split_plan.devices), hosts, strict=False):
-            options = ("--tls", str(fleet[device]), "--token-file", str(fleet["token"]))
+            # --no-announce: the mTLS workers of the same names already announce themselves on these hosts
+            options = ("--tls", str(fleet[device]), "--token-file", str(fleet["token"]), "--no-announce")
             workers.append(start_local_worker(device, tmp_path / device, *options, host=address, port=PORT + 1,
                                               prefix=("ip", "netns", "exec", ns)))  # fmt: skip
         dev0 = workers[0].address

@@ -90,8 +90,13 @@ def test_split_across_network_namespaces_and_a_cut_link(split_plan, tmp_path):
         try:
             for device, (ns, _, address) in zip(devices, hosts, strict=True):
                 workers.append(
-                    start_local_worker(
-                        device, tmp_path / device, host=address, port=50051, prefix=("ip", "netns", "exec", ns)
+                    start_local_worker(  # --insecure: this test is about the network, test_fleet_netns about auth
+                        device,
+                        tmp_path / device,
+                        "--insecure",
+                        host=address,
+                        port=50051,
+                        prefix=("ip", "netns", "exec", ns),
                     )  # fmt: skip
                 )
             addresses = {w.name: w.address for w in workers}
