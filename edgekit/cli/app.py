@@ -85,6 +85,8 @@ def _setup_logging(err: Console, verbose: int, quiet: bool, debug: bool) -> None
     if not debug:
         warnings.filterwarnings("ignore")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # gRPC's C core logs handshake failures itself; the CLI says them once, as the error line
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 
 @click.group(cls=EdgekitGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,4 +1,5 @@
-"""Options several commands share: ``--set key=value`` model overrides and the energy meter choice."""
+"""Options several commands share: ``--set key=value`` model overrides, the energy meter choice, and how a
+worker or coordinator authenticates (``--tls``, ``--token-file``)."""
 
 from __future__ import annotations
 
@@ -33,4 +34,15 @@ set_option = click.option(
     multiple=True,
     metavar="KEY=VALUE",
     help="Override a model config value (repeatable), e.g. --set depth=2.",
+)
+
+tls_option = click.option(
+    "--tls",
+    type=click.Path(file_okay=False),
+    help="Fleet identity directory (ca.pem, cert.pem, key.pem from `edgekit fleet`): mutual TLS.",
+)
+token_option = click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    help="File holding the bearer token (beyond loopback only together with --tls).",
 )

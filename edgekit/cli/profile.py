@@ -10,7 +10,8 @@ import click
 
 from edgekit.cli import render
 from edgekit.cli.app import requiet, session
-from edgekit.cli.options import ENERGY_HELP, parse_settings, set_option
+from edgekit.cli.options import ENERGY_HELP, parse_settings, set_option, tls_option, token_option
+from edgekit.errors import InputError
 
 
 @click.command(name="profile")
@@ -26,16 +27,26 @@ from edgekit.cli.options import ENERGY_HELP, parse_settings, set_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full report as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write every sample as CSV.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write latency (and power) plots.")
+@click.option("--on", "on_device", help="Run on a worker: NAME=HOST:PORT, or a NAME found over mDNS.")
+@tls_option
+@token_option
 def profile_command(bundle, runs, duration, warmup, threads, energy, idle_seconds, device, ops, json_path, csv_path,
-                    plot_path) -> None:  # fmt: skip
-    """Latency percentiles, load time, memory and energy per inference of BUNDLE on this device."""
+                    plot_path, on_device, tls, token_file) -> None:  # fmt: skip
+    """Latency percentiles, load time, memory and energy per inference of BUNDLE on this device (or --on one)."""
     from edgekit.profiling import report
     from edgekit.profiling.profiler import profile
 
     ui = session()
-    with ui.err.status("profiling", spinner="dots"):
-        result = profile(bundle, runs=runs, warmup=warmup, duration=duration, threads=threads, energy=energy,
-                         idle_seconds=idle_seconds, device=device)  # fmt: skip
+    if on_device:
+        if ops:
+            raise InputError("--ops runs on this machine only; drop it with --on")
+        result = _profile_remote(bundle, on_device, tls, token_file, runs, warmup, duration, threads, energy,
+                                 idle_seconds)  # fmt: skip
+        ui.out.print(f"profiled on {render.text(result.device)} (worker pid {result.pid})", soft_wrap=True)
+    else:
+        with ui.err.status("profiling", spinner="dots"):
+            result = profile(bundle, runs=runs, warmup=warmup, duration=duration, threads=threads, energy=energy,
+                             idle_seconds=idle_seconds, device=device)  # fmt: skip
     ui.out.print(report.profile_table(result))
     for g in result.graphs:
         if g.energy:
@@ -56,6 +67,21 @@ def profile_command(bundle, runs, duration, warmup, threads, energy, idle_second
         report.write_csv(result, csv_path)
     if plot_path:
         report.plot(result, plot_path)
+
+
+def _profile_remote(bundle, target, tls, token_file, runs, warmup, duration, threads, energy, idle_seconds):
+    from edgekit.fleet.auth import ClientAuth
+    from edgekit.splitter.remote_profile import ProfileSettings, parse_target, profile_on
+
+    auth = ClientAuth.from_options(tls, token_file)
+    name, address = parse_target(target)
+    if address is None:
+        from edgekit.fleet.discovery import resolve
+
+        address = resolve([name], auth.identity)[name]
+    settings = ProfileSettings(runs, warmup, duration, threads, energy, idle_seconds)
+    with session().err.status(f"profiling on {name} ({address})", spinner="dots"):
+        return profile_on(bundle, name, address, auth, settings)
 
 
 @click.command()

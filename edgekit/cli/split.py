@@ -17,7 +17,7 @@ import numpy as np
 
 from edgekit.cli import render
 from edgekit.cli.app import requiet, session
-from edgekit.cli.options import parse_settings, set_option
+from edgekit.cli.options import parse_settings, set_option, tls_option, token_option
 from edgekit.errors import InputError
 from edgekit.validate import softmax
 
@@ -100,24 +100,68 @@ def render_plan(plan) -> None:
 @click.option("--name", help="Worker name in replies (default host:port).")
 @click.option("--threads", type=int, help="Runtime threads per shard.")
 @click.option("--max-message-mb", default=16, show_default=True, help="Largest gRPC message accepted.")
-def worker(host, port, workdir, name, threads, max_message_mb) -> None:
+@tls_option
+@token_option
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback address without authentication.")
+@click.option("--grace", default=10.0, show_default=True, help="Seconds in-flight calls get to finish on SIGTERM.")
+@click.option("--max-calls", default=16, show_default=True, help="Calls at once; more get RESOURCE_EXHAUSTED.")
+@click.option("--announce/--no-announce", default=None,
+              help="Announce over mDNS (default: when bound beyond loopback).")  # fmt: skip
+@click.option("--profile", "profile_file", type=click.Path(dir_okay=False),
+              help="device.json from `edgekit profile-device`: the GFLOP/s to announce (else measured).")  # fmt: skip
+def worker(host, port, workdir, name, threads, max_message_mb, tls, token_file, insecure, grace, max_calls, announce,
+           profile_file) -> None:  # fmt: skip
     """Serve shard bundles over gRPC: health, deploy (verified), inference."""
+    from edgekit.fleet.auth import ServerAuth, is_loopback
     from edgekit.splitter.worker import start_worker
 
-    running = start_worker(host, port, workdir, name, threads, max_message_bytes=max_message_mb << 20)
+    auth = ServerAuth.from_options(tls, token_file, insecure)
+    warning = auth.check_bind(host)
+    if warning:
+        click.echo(warning, err=True)
+    name = name or (auth.identity.name if auth.identity else None)  # a TLS worker is the device its cert names
+    running = start_worker(host, port, workdir, name, threads, max_message_bytes=max_message_mb << 20, auth=auth,
+                           max_calls=max_calls)  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    shards = ", ".join(s.name for s in running.store.snapshot()) or "none yet"
-    click.echo(f"edgekit worker listening on {host}:{running.port} (workdir {workdir}, shards: {shards})")
+    announcer = None
+    if announce or (announce is None and not is_loopback(host)):
+        try:
+            announcer = _announce(running, host, profile_file)
+        except BaseException:
+            running.stop(0)  # the server is already listening: its threads would keep the process alive
+            raise
+    click.echo(f"edgekit worker listening on {host}:{running.port} (auth {auth.label}, workdir {workdir}; "
+               f"{'announced over mDNS; ' if announcer else ''}stored shards load in the background)")  # fmt: skip
     sys.stdout.flush()
     stop.wait()
+    if announcer:
+        announcer.close()
+    if not running.drain(grace):
+        session().err.print(f"grace period of {grace:g} s over: cutting {running.gate.active} call(s) short")
     running.stop()
+
+
+def _announce(running, host: str, profile_file: str | None):
+    from edgekit.fleet.discovery import Announcer, this_device
+
+    if profile_file:
+        from edgekit.splitter.devices import read_profile
+
+        gflops = float(read_profile(Path(profile_file), "--profile").get("matmul_gflops") or 0)
+    else:
+        from edgekit.profiling.device import matmul_gflops
+
+        gflops = matmul_gflops(size=256, repeats=5)
+    identity = running.auth.identity
+    return Announcer(this_device(running.service.name, host, running.port, running.service.formats, gflops,
+                                 identity.fingerprint if identity else None, running.auth.label))  # fmt: skip
 
 
 @click.command(name="infer-split")
 @click.argument("plan_dir", type=click.Path())
-@click.option("--workers", help="name=host:port,... (default: the addresses in devices.yaml).")
+@click.option("--workers", help="name=host:port,... or auto (mDNS; default: the addresses in devices.yaml).")
 @click.option("-i", "--input", "input_file", type=click.Path(dir_okay=False), help="A .npy image batch to classify.")
 @click.option("--eval", "eval_data", help="Evaluate on a dataset's held-out split (digits, or an .npz).")
 @click.option("--limit", type=int, help="Evaluate on the first N held-out samples only.")
@@ -125,14 +169,19 @@ def worker(host, port, workdir, name, threads, max_message_mb) -> None:
 @click.option("--degraded-ok", is_flag=True, help="Answer from the remaining shards when a worker fails.")
 @click.option("--redeploy", is_flag=True, help="Upload every shard even if the worker already holds it.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the result as JSON.")
-def infer_split(plan_dir, workers, input_file, eval_data, limit, timeout, degraded_ok, redeploy, json_path) -> None:
+@tls_option
+@token_option
+def infer_split(plan_dir, workers, input_file, eval_data, limit, timeout, degraded_ok, redeploy, json_path, tls,
+                token_file) -> None:  # fmt: skip
     """Run a split plan on its workers: deploy missing shards, fan out, fuse."""
+    from edgekit.fleet.auth import ClientAuth
     from edgekit.splitter import SplitCoordinator, load_plan, parse_workers
 
     if bool(input_file) == bool(eval_data):
         raise InputError("give --input FILE.npy or --eval DATASET (one of them)")
     plan = load_plan(plan_dir)
-    with SplitCoordinator(plan, parse_workers(workers), timeout=timeout, degraded_ok=degraded_ok) as coordinator:
+    auth = ClientAuth.from_options(tls, token_file)
+    with SplitCoordinator(plan, parse_workers(workers), timeout, degraded_ok, auth) as coordinator:
         start = time.perf_counter()
         sent = coordinator.deploy(force=redeploy)
         if sent:

@@ -81,6 +81,8 @@ class ProfileReport:
     host: dict[str, Any]
     graphs: tuple[GraphProfile, ...]
     energy_notes: tuple[str, ...] = field(default_factory=tuple)
+    device: str | None = None  # the worker it ran on (`profile --on`), None for this machine
+    pid: int | None = None  # the process that ran it
 
     def to_json(self) -> dict[str, Any]:
         graphs = []
@@ -93,8 +95,34 @@ class ProfileReport:
             "file_bytes": self.file_bytes, "verify_ms": self.verify_ms, "import_ms": self.import_ms,
             "threads": self.threads, "host": self.host,
             **{k: v for k, v in first.items() if k not in ("graph",)},
-            "graphs": graphs, "energy_notes": list(self.energy_notes),
+            "graphs": graphs, "energy_notes": list(self.energy_notes), "device": self.device, "pid": self.pid,
         }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProfileReport:
+        """The report back from ``to_json`` (how a worker's report crosses the wire: JSON, never a pickle)."""
+        try:
+            graphs = tuple(
+                GraphProfile(
+                    g["graph"],
+                    float(g["load_ms"]),
+                    float(g["first_inference_ms"]),
+                    LatencyStats(tuple(float(x) for x in g["samples_ms"])),
+                    int(g["peak_rss_bytes"]),
+                    int(g["model_memory_bytes"]),
+                    _energy_from_json(g.get("energy")),
+                )  # fmt: skip
+                for g in data["graphs"]
+            )
+            return cls(
+                bundle=str(data["bundle"]), model=str(data["model"]), format=str(data["format"]),
+                runtime=str(data["runtime"]), file_bytes=int(data["file_bytes"]), verify_ms=float(data["verify_ms"]),
+                import_ms=float(data["import_ms"]), threads=data.get("threads"), host=dict(data.get("host") or {}),
+                graphs=graphs, energy_notes=tuple(data.get("energy_notes") or ()), device=data.get("device"),
+                pid=data.get("pid"),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EdgekitError(f"not a profile report: {type(exc).__name__}: {exc}") from None
 
     def csv_rows(self) -> list[dict[str, Any]]:
         """One row per timed run: graph, run index, latency."""
@@ -197,6 +225,13 @@ def _estimate(choice: str, flops: float | None, latency: LatencyStats, device: s
         "estimate", joules, joules / (latency.median / 1e3), None, None,
         f"{flops / 1e6:,.1f} MFLOP x {row.joules_per_flop * 1e12:.0f} pJ/FLOP ({device}: {row.basis})",
     )  # fmt: skip
+
+
+def _energy_from_json(data: dict[str, Any] | None) -> EnergyResult | None:
+    if not data:
+        return None
+    trace = tuple((float(t), float(w)) for t, w in data.get("trace") or ())
+    return EnergyResult(**{**{k: data[k] for k in EnergyResult.__dataclass_fields__ if k in data}, "trace": trace})
 
 
 def host_info() -> dict[str, Any]:

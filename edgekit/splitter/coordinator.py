@@ -20,12 +20,15 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import ConfigError, InputError, WorkerError
+from edgekit.fleet.auth import ClientAuth
+from edgekit.splitter.devices import AUTO
 from edgekit.splitter.plan import ShardPlan, SplitPlan
 from edgekit.splitter.wire import decode, encode, proto
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
+ALL = "*"  # parse_workers("auto"): every device of the plan
 DEPLOY_SECONDS = 60.0
 
 
@@ -92,9 +95,11 @@ class SplitEvaluation:
 def parse_workers(text: str | None) -> dict[str, str]:
     """``name=host:port,name=host:port`` -> {name: address}."""
     workers: dict[str, str] = {}
+    if (text or "").strip() == AUTO:
+        return {ALL: AUTO}
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         name, sep, address = item.partition("=")
-        if not sep or not name or ":" not in address:
+        if not sep or not name or (":" not in address and address != AUTO):
             raise ConfigError(f"--workers takes name=host:port,...; cannot read {item!r}")
         workers[name] = address
     return workers
@@ -107,6 +112,8 @@ class SplitCoordinator:
         workers: Mapping[str, str] | None = None,
         timeout: float = 5.0,
         degraded_ok: bool = False,
+        auth: ClientAuth | None = None,
+        discovery_seconds: float = 3.0,
     ):
         pb, pb_grpc = proto()
         import grpc
@@ -117,6 +124,8 @@ class SplitCoordinator:
         self.plan, self.timeout, self.degraded_ok = plan, timeout, degraded_ok
         self.fusion = plan.load_fusion()
         workers = dict(workers or {})
+        if workers.get(ALL) == AUTO:
+            workers = {d.name: AUTO for d in plan.devices}
         unknown = sorted(set(workers) - {d.name for d in plan.devices})
         if unknown:
             raise ConfigError(f"--workers names {unknown[0]!r}, which is not a device of the plan "
@@ -127,8 +136,18 @@ class SplitCoordinator:
             if not address:
                 raise ConfigError(f"no address for device {device}: pass --workers {device}=host:port")
             self.addresses[device] = address
+        self.auth = auth or ClientAuth()
+        auto = [d for d, a in self.addresses.items() if a == AUTO]
+        if auto:
+            from edgekit.fleet.discovery import resolve
+
+            self.addresses.update(resolve(auto, self.auth.identity, timeout=discovery_seconds))
+        problem = self.auth.local_problem()
+        if problem:
+            first = next(iter(self.addresses))
+            raise WorkerError(f"{first} ({self.addresses[first]})", f"cannot authenticate: {problem}")
         options = [("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)]
-        self._channels = {d: grpc.insecure_channel(a, options=options) for d, a in self.addresses.items()}
+        self._channels = {d: self.auth.channel(a, d, options) for d, a in self.addresses.items()}
         self._stubs = {d: pb_grpc.ShardWorkerStub(c) for d, c in self._channels.items()}
         self.down: dict[str, str] = {}  # worker -> why it was dropped (degraded mode)
 
@@ -145,10 +164,22 @@ class SplitCoordinator:
                 self._fail(device, exc)
         return replies
 
+    def wait_ready(self, seconds: float = DEPLOY_SECONDS) -> dict[str, Any]:
+        """Health replies once no worker is still loading its stored shards (polled, at most ``seconds``)."""
+        deadline = time.monotonic() + seconds
+        replies = self.health()
+        while any(r.status == "loading" for r in replies.values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            replies = self.health()
+        loading = sorted(d for d, r in replies.items() if r.status == "loading")
+        if loading:
+            raise WorkerError(self._label(loading[0]), f"still loading its stored shards after {seconds:g} s")
+        return replies
+
     def deploy(self, force: bool = False, on_shard: Callable[[ShardPlan, int], None] | None = None) -> list[str]:
         """Upload every shard its worker lacks (or all with ``force``); returns the shards sent."""
         sent = []
-        replies = self.health()
+        replies = self.wait_ready()
         for shard in self.plan.shards:
             if shard.device in self.down:
                 continue
@@ -178,18 +209,7 @@ class SplitCoordinator:
         return sent
 
     def _chunks(self, shard: ShardPlan, path: Path) -> Iterator[Any]:
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            rel = str(file.relative_to(path))
-            with file.open("rb") as fh:
-                first = True
-                while True:
-                    data = fh.read(CHUNK_BYTES)
-                    if not data and not first:
-                        break
-                    yield self._pb.DeployChunk(shard=shard.name, digest=shard.digest, path=rel, data=data)
-                    first = False
-                    if len(data) < CHUNK_BYTES:
-                        break
+        return bundle_chunks(shard.name, shard.digest, path)
 
     # -- data plane ----------------------------------------------------------------------------
 
@@ -278,21 +298,48 @@ class SplitCoordinator:
         return f"{device} ({self.addresses[device]})"
 
     def _fail(self, device: str, exc: Any, during: str = "") -> None:
-        code = exc.code() if hasattr(exc, "code") else None
-        details = (exc.details() if hasattr(exc, "details") else str(exc)) or ""
-        name = getattr(code, "name", "ERROR")
-        if name == "DEADLINE_EXCEEDED":
-            what = f"did not answer within {self.timeout:g} s"
-        elif name == "UNAVAILABLE":
-            what = f"is unreachable or stopped ({details.splitlines()[0][:160] if details else 'connection failed'})"
-        else:
-            what = f"refused the request ({name}: {details.splitlines()[0][:200] if details else 'no details'})"
+        what, auth_failure = failure_reason(exc, self.auth, self.addresses[device], device, self.timeout)
+        if auth_failure:
+            raise WorkerError(self._label(device), what)  # degraded mode cannot help: every call would fail
         if during:
             what = f"{what} while {during}"
         if not self.degraded_ok:
             raise WorkerError(self._label(device), what)
         log.warning("worker %s %s; continuing without it (degraded)", self._label(device), what)
         self.down[device] = what
+
+
+def failure_reason(exc: Any, auth: ClientAuth, address: str, device: str, timeout: float) -> tuple[str, bool]:
+    """(what went wrong, in words; whether it is about authentication) for a failed gRPC call to a worker."""
+    code = exc.code() if hasattr(exc, "code") else None
+    details = (exc.details() if hasattr(exc, "details") else str(exc)) or ""
+    name = getattr(code, "name", "ERROR")
+    refused = auth.explain(name, details, address, device)
+    if refused:
+        return refused, True
+    if name == "DEADLINE_EXCEEDED":
+        return f"did not answer within {timeout:g} s", False
+    if name == "UNAVAILABLE":
+        first = details.splitlines()[0][:160] if details else "connection failed"
+        return f"is unreachable or stopped ({first})", False
+    return f"refused the request ({name}: {details.splitlines()[0][:200] if details else 'no details'})", False
+
+
+def bundle_chunks(shard: str, digest: str, path: Path) -> Iterator[Any]:
+    """A bundle directory as the DeployChunk stream a worker receives (one empty chunk for an empty file)."""
+    pb, _ = proto()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = str(file.relative_to(path))
+        with file.open("rb") as fh:
+            first = True
+            while True:
+                data = fh.read(CHUNK_BYTES)
+                if not data and not first:
+                    break
+                yield pb.DeployChunk(shard=shard, digest=digest, path=rel, data=data)
+                first = False
+                if len(data) < CHUNK_BYTES:
+                    break
 
 
 def _extra(fmt: str) -> str:

@@ -19,6 +19,7 @@ from edgekit.formats import get_format
 from edgekit.targets import get_target
 
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+AUTO = "auto"  # an address found by discovery (edgekit.fleet.discovery) when the plan runs
 _KEYS = {"name", "address", "memory", "memory_mb", "gflops", "profile", "format", "target", "link_mbps"}
 
 
@@ -84,7 +85,7 @@ def _device(entry: Any, index: int, base: Path, path: Path) -> DeviceSpec:
     unknown = sorted(set(entry) - _KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
-    profile = _read_profile(base / entry["profile"], where) if entry.get("profile") else {}
+    profile = read_profile(base / entry["profile"], where) if entry.get("profile") else {}
     if "memory" in entry:
         memory = parse_size(entry["memory"], f"{where} memory")
     elif "memory_mb" in entry:
@@ -101,8 +102,8 @@ def _device(entry: Any, index: int, base: Path, path: Path) -> DeviceSpec:
     else:
         fmt = get_format(str(entry.get("format", "onnx"))).name
     address = entry.get("address")
-    if address is not None and not re.fullmatch(r"[^\s:]+:\d{1,5}", str(address)):
-        raise ConfigError(f"{where}: address {address!r} is not host:port")
+    if address is not None and address != AUTO and not re.fullmatch(r"[^\s:]+:\d{1,5}", str(address)):
+        raise ConfigError(f"{where}: address {address!r} is not host:port (or auto: found over mDNS)")
     return DeviceSpec(
         name=name,
         address=str(address) if address is not None else None,
@@ -114,7 +115,7 @@ def _device(entry: Any, index: int, base: Path, path: Path) -> DeviceSpec:
     )
 
 
-def _read_profile(path: Path, where: str) -> dict[str, Any]:
+def read_profile(path: Path, where: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,11 +53,13 @@ def start_local_worker(
     port: int = 0,
     prefix: Sequence[str] = (),
     ready_seconds: float = 60.0,
+    env: Mapping[str, str] | None = None,
 ) -> LocalWorker:
-    """``prefix`` runs the worker under another command, e.g. ``ip netns exec NS`` for a separate network."""
+    """``prefix`` runs the worker under another command, e.g. ``ip netns exec NS`` for a separate network;
+    ``env`` adds variables to its environment (e.g. where its energy meter is)."""
     command = [*prefix, python or sys.executable, "-m", "edgekit", "worker", "--host", host, "--port", str(port)]
     command += ["--workdir", str(workdir)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [*command, "--name", name, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
     )

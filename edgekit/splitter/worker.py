@@ -4,38 +4,45 @@ It needs only the runtime install (numpy, a runtime, grpcio) -- no torch. A shar
 of file chunks into a staging directory and is accepted only if the sha256 of its ``edgekit.json`` is
 the digest the coordinator announced, every file matches the manifest's sha256, and the bundle loads
 with its runtime; then it replaces any previous copy under ``WORKDIR/shards/NAME``. Deployed shards are
-loaded again when a worker restarts. Requests are bounded (message size, bundle size, tensor bytes) and
-checked field by field; a bad one gets INVALID_ARGUMENT with a one-line reason, never a crash.
+loaded again when a worker restarts -- after it starts listening: until they are loaded the standard health
+service (``grpc.health.v1``) says NOT_SERVING and the worker's own health reply says ``loading``. Requests are
+bounded (message size, bundle bytes / files / depth, tensor bytes, calls at once) and checked field by field; a
+bad one gets INVALID_ARGUMENT with a one-line reason, never a crash. Callers are authenticated by the fleet's
+mutual TLS and/or a bearer token (``edgekit.fleet``); a drain (SIGTERM) refuses new calls, lets those in flight
+finish within a grace period and reports NOT_SERVING meanwhile.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
-import re
 import shutil
+import socket
 import threading
 import time
-import uuid
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgekit.bundle import MANIFEST_NAME, Bundle, read_bundle
-from edgekit.errors import BundleError, EdgekitError, InputError, MissingDependencyError
+from edgekit.errors import BundleError, ConfigError, EdgekitError, InputError, MissingDependencyError
+from edgekit.fleet.auth import SERVER_KEEPALIVE, ServerAuth
 from edgekit.splitter.plan import bundle_digest
+from edgekit.splitter.upload import UploadLimits, receive, remove_leftovers, staging_dir
 from edgekit.splitter.wire import decode, encode, proto
 from edgekit.toolchain import edgekit_version
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-MAX_BUNDLE_BYTES = 512 * 1024 * 1024
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_DIGEST = re.compile(r"[0-9a-f]{64}")
-_PATH_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+MAX_BUNDLE_BYTES = UploadLimits.max_bytes
+MAX_CALLS = 16
+MAX_PROFILE_RUNS = 100_000
+SERVICE = "edgekit.split.v1.ShardWorker"
+_OPEN = frozenset({f"/{SERVICE}/Health"})  # health is answered to anyone who can connect
 _RECORD = "shard.json"
 
 
@@ -57,7 +64,11 @@ class ShardStore:
         self.threads = threads
         self.shards: dict[str, LoadedShard] = {}
         self._lock = threading.Lock()
+        self.ready = threading.Event()  # set once the stored shards are loaded
         (workdir / "shards").mkdir(parents=True, exist_ok=True)
+        removed = remove_leftovers(workdir)
+        if removed:
+            log.info("removed %d unfinished upload(s) left by an earlier run", removed)
 
     def restore(self) -> None:
         """Load the shards a previous run accepted (each re-verified; a damaged one is dropped)."""
@@ -68,6 +79,7 @@ class ShardStore:
             except (EdgekitError, OSError, KeyError, ValueError) as exc:
                 log.warning("dropping stored shard %s: %s", record.parent.name, exc)
                 shutil.rmtree(record.parent, ignore_errors=True)
+        self.ready.set()
 
     def accept(self, shard: str, digest: str, staged: Path) -> LoadedShard:
         if bundle_digest(staged) != digest:
@@ -130,11 +142,13 @@ def _servicer_class():
     import grpc
 
     class ShardWorkerService(pb_grpc.ShardWorkerServicer):
-        def __init__(self, store: ShardStore, name: str, max_bundle_bytes: int):
+        def __init__(self, store: ShardStore, name: str, limits: UploadLimits):
             self.store = store
             self.name = name
-            self.max_bundle_bytes = max_bundle_bytes
+            self.limits = limits
             self.formats = available_formats()
+            # Verifying and loading an upload runs here, one at a time, not on the threads that serve inference.
+            self.deploys = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploy")
 
         def _info(self, shard: LoadedShard):
             specs = [pb.Tensor(name=s.name, dtype=s.dtype, shape=list(s.shape)) for s in shard.runtime.input_specs]
@@ -142,51 +156,34 @@ def _servicer_class():
 
         def Health(self, request, context):  # noqa: N802 (gRPC method names)
             return pb.HealthReply(
-                status="ok", worker=self.name, edgekit_version=edgekit_version(), pid=os.getpid(),
+                status="ok" if self.store.ready.is_set() else "loading", worker=self.name,
+                edgekit_version=edgekit_version(), pid=os.getpid(),
                 shards=[self._info(s) for s in self.store.snapshot()], formats=self.formats,
             )  # fmt: skip
 
         def Deploy(self, request_iterator, context):  # noqa: N802
-            staging = self.store.workdir / f".staging-{uuid.uuid4().hex}"
-            staging.mkdir()
-            shard = digest = None
-            total = 0
             start = time.perf_counter()
             try:
-                for chunk in request_iterator:
-                    if shard is None:
-                        shard, digest = chunk.shard, chunk.digest
-                        if not _NAME.fullmatch(shard) or not _DIGEST.fullmatch(digest):
-                            raise InputError("deploy needs a shard name [A-Za-z0-9_.-] and a sha256 hex digest")
-                    elif (chunk.shard, chunk.digest) != (shard, digest):
-                        raise InputError("every chunk of one upload must name the same shard and digest")
-                    parts = chunk.path.split("/")
-                    if not parts or not all(_PATH_PART.fullmatch(p) for p in parts):
-                        raise InputError(f"refusing upload path {chunk.path!r} (relative names only, no '..')")
-                    total += len(chunk.data)
-                    if total > self.max_bundle_bytes:
-                        raise InputError(f"bundle larger than this worker's limit of {self.max_bundle_bytes} bytes")
-                    target = staging.joinpath(*parts)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with target.open("ab") as fh:
-                        fh.write(chunk.data)
-                if shard is None:
-                    raise InputError("empty upload")
-                loaded = self.store.accept(shard, digest, staging)
+                with staging_dir(self.store.workdir) as staging:
+                    upload = receive(request_iterator, staging, self.limits)
+                    if not context.is_active():
+                        raise InputError("the upload was cancelled")
+                    task = self.deploys.submit(self.store.accept, upload.shard, upload.digest, staging)
+                    loaded = task.result()
             except InputError as exc:
-                shutil.rmtree(staging, ignore_errors=True)
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except MissingDependencyError as exc:
-                shutil.rmtree(staging, ignore_errors=True)
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             except EdgekitError as exc:
-                shutil.rmtree(staging, ignore_errors=True)
                 context.abort(grpc.StatusCode.DATA_LOSS, str(exc))
-            log.info("accepted shard %s (%s, %d bytes)", shard, loaded.format, total)
+            log.info("accepted shard %s (%s, %d bytes, %d files)", upload.shard, loaded.format, upload.bytes,
+                     upload.files)  # fmt: skip
             return pb.DeployReply(shard=self._info(loaded), load_ms=(time.perf_counter() - start) * 1e3)
 
         def Infer(self, request, context):  # noqa: N802
             shard = self.store.get(request.shard)
+            if shard is None and not self.store.ready.is_set():
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.name} is still loading its stored shards")
             if shard is None:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"shard {request.shard!r} is not deployed on {self.name}")
             try:
@@ -203,6 +200,26 @@ def _servicer_class():
                 context.abort(grpc.StatusCode.INTERNAL, str(exc))
             return pb.InferReply(outputs=[encode(k, v) for k, v in outputs.items()], compute_ms=compute_ms)
 
+        def Profile(self, request, context):  # noqa: N802
+            shard = self.store.get(request.shard)
+            if shard is None:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"bundle {request.shard!r} is not deployed on {self.name}")
+            if not 1 <= request.runs <= MAX_PROFILE_RUNS or not 0 <= request.warmup <= MAX_PROFILE_RUNS:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"runs must be 1..{MAX_PROFILE_RUNS}, warmup 0..")
+            if not 0 <= request.duration <= 600 or not 0 <= request.idle_seconds <= 60:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "duration must be 0..600 s, idle 0..60 s")
+            from edgekit.profiling.profiler import profile
+
+            try:
+                with shard.lock:  # alone on the bundle: no inference call timed into its samples
+                    report = profile(shard.path, runs=request.runs, warmup=request.warmup,
+                                     duration=request.duration or None, threads=request.threads or None,
+                                     energy=request.energy or "auto", idle_seconds=request.idle_seconds)  # fmt: skip
+            except EdgekitError as exc:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            data = {**report.to_json(), "device": self.name, "pid": os.getpid()}
+            return pb.ProfileReply(report_json=json.dumps(data))
+
     return ShardWorkerService
 
 
@@ -211,10 +228,43 @@ class RunningWorker:
     server: Any
     port: int
     store: ShardStore
+    health: Any  # grpc_health.v1 HealthServicer
+    gate: Any
+    service: Any
+    auth: ServerAuth
+
+    def drain(self, grace: float = 10.0) -> bool:
+        """NOT_SERVING, refuse new calls, wait up to ``grace`` s for those in flight; True if none was cut."""
+        self.health.enter_graceful_shutdown()
+        return self.gate.drain(grace)
 
     def stop(self, grace: float = 1.0) -> None:
         self.server.stop(grace).wait()
+        self.service.deploys.shutdown(wait=False, cancel_futures=True)
         self.store.close()
+
+
+def check_port(host: str, port: int) -> None:
+    """A clear one-line refusal for a port out of range, in use, or an address this machine does not have.
+
+    gRPC itself would log a C++ line and fail with a generic error, or (out of range) wait forever."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a TCP port (0-65535; 0 picks a free one)")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host}: cannot resolve it ({exc.strerror})") from None
+    family, kind, proto_, _, address = infos[0]
+    with socket.socket(family, kind, proto_) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} on {host} is already in use (another worker?)") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ConfigError(f"--host {host} is not an address of this machine") from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def start_worker(
@@ -225,27 +275,65 @@ def start_worker(
     threads: int | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     max_bundle_bytes: int = MAX_BUNDLE_BYTES,
+    auth: ServerAuth | None = None,
+    max_calls: int = MAX_CALLS,
+    limits: UploadLimits | None = None,
 ) -> RunningWorker:
-    """Start serving (port 0 picks a free port); returns the server and the port it bound."""
+    """Start serving (port 0 picks a free port) at once; stored shards load in the background.
+
+    Refuses (ConfigError) a non-loopback ``host`` without authentication unless ``auth.insecure``."""
     _, pb_grpc = proto()
     import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+    auth = auth or ServerAuth()
+    warning = auth.check_bind(host)
+    if warning:
+        log.info("%s", warning)  # the CLI prints it as its one warning line
+    check_port(host, port)
+    limits = limits or UploadLimits(max_bytes=max_bundle_bytes)
     store = ShardStore(Path(workdir), threads)
-    store.restore()
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
+        *SERVER_KEEPALIVE,
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=options)
-    service = _servicer_class()(store, name or f"{os.uname().nodename}:{port}", max_bundle_bytes)
+    from edgekit.fleet.gate import make_gate
+
+    gate = make_gate(auth, max_calls, _OPEN, frozenset({f"/{SERVICE}/Deploy", f"/{SERVICE}/Profile"}))
+    # Threads beyond the bound on calls keep health checks answered while every work call is busy.
+    pool = futures.ThreadPoolExecutor(max_workers=max_calls + 2, thread_name_prefix="grpc")
+    server = grpc.server(pool, options=options, interceptors=[gate])
+    service = _servicer_class()(store, name or f"{os.uname().nodename}:{port}", limits)
     pb_grpc.add_ShardWorkerServicer_to_server(service, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    health_service = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
+    for svc in ("", SERVICE):
+        health_service.set(svc, health_pb2.HealthCheckResponse.NOT_SERVING)
+    try:
+        if auth.identity is not None:
+            bound = server.add_secure_port(f"{host}:{port}", auth.server_credentials())
+        else:
+            bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
     if bound == 0:
-        raise EdgekitError(f"cannot listen on {host}:{port} (in use, or not an address of this machine)")
+        raise ConfigError(f"cannot listen on {host}:{port} (in use, or not an address of this machine)")
     if name is None:
         service.name = f"{os.uname().nodename}:{bound}"
     server.start()
-    # Runtimes are imported when a shard needs them, not at start: a worker that serves .tflite shards on a
-    # Pi should not spend seconds and hundreds of MB importing torch for ExecuTorch it never uses.
-    return RunningWorker(server, bound, store)
+
+    def load_stored() -> None:
+        # Runtimes are imported when a shard needs them, not at start: a worker that serves .tflite shards on a
+        # Pi should not spend seconds and hundreds of MB importing torch for ExecuTorch it never uses.
+        try:
+            store.restore()
+        except Exception:  # noqa: BLE001 -- a bug here must not leave the worker NOT_SERVING forever, unseen
+            log.exception("loading the stored shards failed")
+            store.ready.set()
+        for svc in ("", SERVICE):
+            health_service.set(svc, health_pb2.HealthCheckResponse.SERVING)
+
+    threading.Thread(target=load_stored, name="restore", daemon=True).start()
+    return RunningWorker(server, bound, store, health_service, gate, service, auth)

@@ -87,3 +87,30 @@ def with_victim(split_plan, shared_workers, worker_factory):
 
 def addresses(workers: dict[str, WorkerProcess]) -> dict[str, str]:
     return {name: w.address for name, w in workers.items()}
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory, split_plan) -> dict[str, Path]:
+    """A fleet CA with an identity per plan device and the coordinator, plus the identities a test refuses:
+    another fleet's coordinator, an expired coordinator certificate and a CA-only directory (no certificate)."""
+    import datetime as dt
+
+    from edgekit.fleet.ca import CA_CERT, COORDINATOR, IDENTITIES, init_fleet, issue
+
+    root = tmp_path_factory.mktemp("fleet")
+    ours = init_fleet(root / "ours")
+    dirs = {d.name: issue(ours, d.name) for d in split_plan.devices}
+    dirs["coordinator"] = ours / IDENTITIES / COORDINATOR
+    dirs["other"] = init_fleet(root / "other") / IDENTITIES / COORDINATOR
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+    dirs["expired"] = issue(ours, "old-coordinator", days=1, not_before=past)
+    dirs["ca-only"] = root / "ca-only"
+    dirs["ca-only"].mkdir()
+    (dirs["ca-only"] / CA_CERT).write_bytes((ours / CA_CERT).read_bytes())
+    dirs["fleet"] = ours
+    token = root / "token"
+    token.write_text("s3cret-token-for-tests-0123456789\n")
+    wrong = root / "wrong-token"
+    wrong.write_text("another-token-for-tests-987654321\n")
+    dirs["token"], dirs["wrong-token"] = token, wrong
+    return dirs

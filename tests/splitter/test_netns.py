@@ -1,7 +1,8 @@
 """Split inference across Linux network namespaces: each worker on its own "host" with its own address.
 
 Needs root and iproute2 (`make test-netns`; not in the default run). Every namespace, veth pair and
-address here is created by the test and removed after it: 10.231.<i>.0/24, nothing else is touched.
+address here is created by the test and removed after it: 10.231.<i>.0/24 (point to point) and 10.233.0.0/24
+(a bridge, for multicast), nothing else is touched.
 """
 
 from __future__ import annotations
@@ -52,6 +53,34 @@ def namespaces(count: int) -> Iterator[list[tuple[str, str, str]]]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
+@contextmanager
+def bridged(count: int) -> Iterator[list[tuple[str, str]]]:
+    """(namespace, address) per host, all on one bridge (10.233.0.0/24) so that multicast (mDNS) reaches them."""
+    tag = f"eb{os.getpid() % 100000}"
+    bridge = f"{tag}br"
+    made = []
+    try:
+        _ip("link", "add", bridge, "type", "bridge")
+        _ip("link", "set", bridge, "up")
+        for i in range(count):
+            ns, host_if, ns_if = f"{tag}-{i}", f"{tag}h{i}", f"{tag}n{i}"
+            _ip("netns", "add", ns)
+            made.append((ns, host_if))
+            _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+            _ip("link", "set", host_if, "master", bridge)
+            _ip("link", "set", host_if, "up")
+            _ip("link", "set", ns_if, "netns", ns)
+            _ip("netns", "exec", ns, "ip", "addr", "add", f"10.233.0.{i + 2}/24", "dev", ns_if)
+            _ip("netns", "exec", ns, "ip", "link", "set", ns_if, "up")
+            _ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        yield [(ns, f"10.233.0.{i + 2}") for i, (ns, _) in enumerate(made)]
+    finally:
+        for ns, host_if in made:
+            subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
 def test_split_across_network_namespaces_and_a_cut_link(split_plan, tmp_path):
     split = load_dataset("digits", tuple(split_plan.input["shape"]))
     x, y = split.x_test[:30], split.y_test[:30]
@@ -61,8 +90,13 @@ def test_split_across_network_namespaces_and_a_cut_link(split_plan, tmp_path):
         try:
             for device, (ns, _, address) in zip(devices, hosts, strict=True):
                 workers.append(
-                    start_local_worker(
-                        device, tmp_path / device, host=address, port=50051, prefix=("ip", "netns", "exec", ns)
+                    start_local_worker(  # --insecure: this test is about the network, test_fleet_netns about auth
+                        device,
+                        tmp_path / device,
+                        "--insecure",
+                        host=address,
+                        port=50051,
+                        prefix=("ip", "netns", "exec", ns),
                     )  # fmt: skip
                 )
             addresses = {w.name: w.address for w in workers}

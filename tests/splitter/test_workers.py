@@ -211,7 +211,11 @@ def test_deployed_shards_survive_a_worker_restart(split_plan, worker_factory, tm
     second = worker_factory("keeper", workdir=workdir)
     with grpc.insecure_channel(second.address) as channel:
         stub = pb_grpc.ShardWorkerStub(channel)
-        held = {s.shard: s.digest for s in stub.Health(pb.HealthRequest(), timeout=10).shards}
+        deadline = time.monotonic() + 60  # it listens at once and loads its stored shards in the background
+        while (reply := stub.Health(pb.HealthRequest(), timeout=10)).status == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        held = {s.shard: s.digest for s in reply.shards}
         assert held == {s.name: s.digest for s in light}
         reply = stub.Infer(
             pb.InferRequest(shard=light[0].name, inputs=[encode("image", np.zeros((1, 1, 8, 8), np.float32))])

@@ -85,3 +85,27 @@ class InferReply(_message.Message):
     outputs: _containers.RepeatedCompositeFieldContainer[Tensor]
     compute_ms: float
     def __init__(self, outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., compute_ms: _Optional[float] = ...) -> None: ...
+
+class ProfileRequest(_message.Message):
+    __slots__ = ("shard", "runs", "warmup", "energy", "idle_seconds", "threads", "duration")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    shard: str
+    runs: int
+    warmup: int
+    energy: str
+    idle_seconds: float
+    threads: int
+    duration: float
+    def __init__(self, shard: _Optional[str] = ..., runs: _Optional[int] = ..., warmup: _Optional[int] = ..., energy: _Optional[str] = ..., idle_seconds: _Optional[float] = ..., threads: _Optional[int] = ..., duration: _Optional[float] = ...) -> None: ...
+
+class ProfileReply(_message.Message):
+    __slots__ = ("report_json",)
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    report_json: str
+    def __init__(self, report_json: _Optional[str] = ...) -> None: ...

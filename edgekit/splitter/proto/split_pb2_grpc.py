@@ -49,6 +49,11 @@ class ShardWorkerStub:
                 request_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.InferRequest.SerializeToString,
                 response_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.InferReply.FromString,
                 _registered_method=True)
+        self.Profile = channel.unary_unary(
+                '/edgekit.split.v1.ShardWorker/Profile',
+                request_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileRequest.SerializeToString,
+                response_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileReply.FromString,
+                _registered_method=True)
 
 
 class ShardWorkerServicer:
@@ -72,6 +77,12 @@ class ShardWorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Profile(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardWorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +100,11 @@ def add_ShardWorkerServicer_to_server(servicer, server):
                     servicer.Infer,
                     request_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.InferRequest.FromString,
                     response_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.InferReply.SerializeToString,
+            ),
+            'Profile': grpc.unary_unary_rpc_method_handler(
+                    servicer.Profile,
+                    request_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileRequest.FromString,
+                    response_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +188,33 @@ class ShardWorker:
             '/edgekit.split.v1.ShardWorker/Infer',
             edgekit_dot_splitter_dot_proto_dot_split__pb2.InferRequest.SerializeToString,
             edgekit_dot_splitter_dot_proto_dot_split__pb2.InferReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Profile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgekit.split.v1.ShardWorker/Profile',
+            edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileRequest.SerializeToString,
+            edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileReply.FromString,
             options,
             channel_credentials,
             insecure,
