@@ -19,6 +19,7 @@ emulated interpreter.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import functools
 import hashlib
 import logging
@@ -211,8 +212,15 @@ class Arm64Environment:
         missing = [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
         if missing:
             raise BuildError(f"this machine lacks {', '.join(missing)} (Debian: apt-get install dpkg util-linux mount)")
-        steps = self.steps()
         self.root.mkdir(parents=True, exist_ok=True)
+        # two test sessions (or worktrees sharing a build dir) must not build the same step at once
+        with open(self.root / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._build_steps()
+        return self
+
+    def _build_steps(self) -> None:
+        steps = self.steps()
         for name, builder in (("apt", self._apt_index), ("qemu", self._qemu), ("sysroot", self._sysroot),
                               ("site", self._site), ("source", self._source)):  # fmt: skip
             step = steps[name]
@@ -222,7 +230,6 @@ class Arm64Environment:
             builder(step.start())
             step.finish()
         self._write_shim()
-        return self
 
     def _apt(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
         apt = self.apt_dir if self.steps()["apt"].done() else self.steps()["apt"].partial
