@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: setup demo test test-runtime test-slow test-netns bench lint proto clean
+.PHONY: setup demo test test-runtime test-slow test-netns test-arm64 bench lint proto clean
 
 setup: $(STAMP)
 
@@ -21,9 +21,9 @@ demo: setup
 	$(BIN)/python examples/split/run.py
 	$(BIN)/python examples/streaming/run.py
 
-# Default suite: everything but the slow and netns markers (includes the torch-free runtime environment).
+# Default suite: everything but the slow, netns and arm64 markers (includes the torch-free runtime environment).
 test: setup
-	$(PYTEST) -m "not slow and not netns"
+	$(PYTEST) -m "not slow and not netns and not arm64"
 
 # Only the torch-free environment: installs the package with onnxruntime + tflite-runtime (numpy<2)
 # in .venv-runtime and runs bundles exported by the main environment.
@@ -37,6 +37,14 @@ test-slow: setup
 test-netns: setup
 	$(PYTEST) -m netns
 
+# Bundles exported here run on an emulated arm64 CPU (Cortex-A76, Debian arm64 Python 3.11, aarch64 wheels) and
+# are compared with x86 and PyTorch; one worker serves a shard from it. Builds build/arm64 first (root; qemu
+# and the sysroot come from Debian's archive, the wheels from PyPI), then reuses it.
+test-arm64: setup
+	command -v ip >/dev/null || (apt-get update -q && apt-get install -y -q iproute2)
+	$(BIN)/python -m tools.arm64.environment build
+	$(PYTEST) -m arm64 tests/arm64
+
 # `edgekit bench` (export, verify, profile with energy) for every built-in model at full size.
 bench: setup
 	for model in $$($(BIN)/python -c "from edgekit.models import list_models; print(*list_models())"); do \
@@ -44,8 +52,8 @@ bench: setup
 	done
 
 lint: setup
-	$(BIN)/ruff check edgekit tests benchmarks examples
-	$(BIN)/ruff format --check edgekit tests benchmarks examples
+	$(BIN)/ruff check edgekit tests tools benchmarks examples
+	$(BIN)/ruff format --check edgekit tests tools benchmarks examples
 
 # Regenerate the gRPC modules after editing edgekit/splitter/proto/split.proto (they are committed).
 proto: setup
