@@ -54,9 +54,13 @@ def run_both(
 
 
 def input_sets(io: ModelSpec | SubGraph, options: ExportOptions) -> list[dict]:
-    """The example inputs, then random ones: ``options.validation_samples`` sets in all."""
+    """The example inputs, then the graph's own realistic ones (integer positions across a KV cache, binary
+    masks, caches written by real steps) or random ones: ``options.validation_samples`` sets in all."""
     example = {n: t.numpy() for n, t in zip(io.input_names, io.example_inputs, strict=True)}
-    return [example, *make_inputs(io.input_specs, options.validation_samples - 1, seed=options.seed)]
+    count = options.validation_samples - 1
+    if getattr(io, "sample_inputs", None) is not None:
+        return [example, *io.sample_inputs(count, options.seed)]
+    return [example, *make_inputs(io.input_specs, count, seed=options.seed)]
 
 
 def _verify_float(job: ExportJob, bundle_dir: Path) -> Validation:

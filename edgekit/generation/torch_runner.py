@@ -6,14 +6,14 @@ import numpy as np
 import torch
 
 from edgekit.generation.tokenizer import ByteTokenizer, Tokenizer
-from edgekit.models.seq2seq import EncoderDecoder
+from edgekit.models.encdec_interface import EncoderDecoderModel
 
 
 class TorchSeq2SeqRunner:
-    def __init__(self, model: EncoderDecoder, tokenizer: Tokenizer | None = None):
+    def __init__(self, model: EncoderDecoderModel, tokenizer: Tokenizer | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer or ByteTokenizer()
-        self.max_source, self.max_target = model.cfg.max_source, model.cfg.max_target
+        self.max_source, self.max_target = model.max_source, model.self_cache.slots
 
     @torch.no_grad()
     def start(self, source: list[int]) -> None:

@@ -3,8 +3,9 @@
 Post-norm blocks (LayerNorm after each residual add), learned positions offset by 2, a LayerNorm on the
 embeddings, biased projections, scaled dot-product attention, and the LM head tied to the shared embedding
 plus ``final_logits_bias``. Parameter names follow transformers' ``BartForConditionalGeneration``
-(``model.encoder.layers.N.self_attn.q_proj`` ...). The device-side interface is that of
-:class:`edgekit.models.seq2seq.EncoderDecoder`, so the same graphs, runner and generation loop serve it.
+(``model.encoder.layers.N.self_attn.q_proj`` ...). The model implements
+:class:`edgekit.models.encdec_interface.EncoderDecoderModel`, so the same graphs, runner and generation loop
+serve it.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekit.models.layers import LayerNorm, step_slice
-from edgekit.models.seq2seq import (
+from edgekit.models.encdec_blocks import (
     cache_plan,
     causal_mask,
-    checkpoint_spec,
     float_range,
     grouped_attention,
     padding_mask,
     write_cache,
 )
+from edgekit.models.encdec_interface import CacheLayout
+from edgekit.models.layers import LayerNorm, step_slice
+from edgekit.models.seq2seq_graphs import checkpoint_spec
 from edgekit.models.spec import ModelSpec, register_config_model
 from edgekit.models.t5 import ACTIVATIONS
 
@@ -61,14 +63,6 @@ class BartConfig:
         if longest > self.max_position_embeddings:
             raise ValueError(f"max_source / max_target ({longest}) exceed the {self.max_position_embeddings} "
                              "learned positions")  # fmt: skip
-
-    @property
-    def kv_heads(self) -> int:
-        return self.decoder_attention_heads
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.decoder_attention_heads
 
     @classmethod
     def from_hf(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -162,10 +156,6 @@ class Bart(nn.Module):
             if p.dim() > 1:
                 nn.init.normal_(p, std=0.02)
 
-    @property
-    def decoder(self) -> nn.ModuleList:
-        return self.model.decoder.layers
-
     def _embed(self, ids: torch.Tensor, positions: torch.Tensor, stack: _Stack) -> torch.Tensor:
         x = self.model.shared(ids)
         if self.embed_scale != 1.0:
@@ -175,7 +165,17 @@ class Bart(nn.Module):
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.model.shared.weight) + self.final_logits_bias
 
-    # -- the graphs a device runs --------------------------------------------------------------
+    # -- the device interface (EncoderDecoderModel) ------------------------------------------------
+    @property
+    def max_source(self) -> int:
+        return self.cfg.max_source
+
+    @property
+    def self_cache(self) -> CacheLayout:
+        cfg = self.cfg
+        heads = cfg.decoder_attention_heads
+        return CacheLayout(cfg.decoder_layers, heads, cfg.d_model // heads, cfg.max_target)
+
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         steps = src.shape[1]
         positions = self.model.encoder.embed_positions.weight[POSITION_OFFSET : POSITION_OFFSET + steps]
@@ -186,10 +186,10 @@ class Bart(nn.Module):
         return x
 
     def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [layer.encoder_attn.project_kv(memory) for layer in self.decoder]
+        return [layer.encoder_attn.project_kv(memory) for layer in self.model.decoder.layers]
 
     def decode_step(self, tokens, position, cache, cross, src_mask):
-        """As :meth:`EncoderDecoder.decode_step`; the learned position rows are picked by a one-hot matmul
+        """The interface's decode step; the learned position rows are picked by a one-hot matmul
         over the whole table (a float position, no gather)."""
         cfg, count = self.cfg, tokens.shape[1]
         write, visible, steps = cache_plan(position, count, cfg.max_target)
@@ -201,7 +201,7 @@ class Bart(nn.Module):
         cross_mask = padding_mask(src_mask)
         x = self._embed(tokens, positions, self.model.decoder)
         new_cache = []
-        for layer, layer_cache, kv in zip(self.decoder, cache, cross, strict=True):
+        for layer, layer_cache, kv in zip(self.model.decoder.layers, cache, cross, strict=True):
             self_kv = write_cache(layer_cache, *layer.self_attn.project_kv(x), write)
             new_cache.append(self_kv)
             x = layer(x, self_kv, visible, kv, cross_mask)
@@ -209,8 +209,7 @@ class Bart(nn.Module):
         return logits.reshape(logits.shape[0], logits.shape[2]), new_cache
 
     def empty_cache(self, batch: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        shape = (batch, self.cfg.kv_heads, self.cfg.max_target, self.cfg.head_dim)
-        return [(torch.zeros(shape), torch.zeros(shape)) for _ in self.decoder]
+        return self.self_cache.zeros(batch)
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, T, vocab) of the decoder inputs ``tgt``."""
@@ -219,7 +218,7 @@ class Bart(nn.Module):
         positions = self.model.decoder.embed_positions.weight[POSITION_OFFSET : POSITION_OFFSET + steps]
         x = self._embed(tgt, positions, self.model.decoder)
         mask, cross_mask = causal_mask(steps).reshape(1, steps, steps), padding_mask(src_mask)
-        for layer, kv in zip(self.decoder, cross, strict=True):
+        for layer, kv in zip(self.model.decoder.layers, cross, strict=True):
             x = layer(x, layer.self_attn.project_kv(x), mask, kv, cross_mask)
         return self._logits(x)
 

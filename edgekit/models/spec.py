@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from edgekit.errors import ConfigError, UnsupportedOptionError
@@ -48,13 +49,19 @@ class _GraphIO:
 
 @dataclass(frozen=True)
 class SubGraph(_GraphIO):
-    """One of several graphs a model exports together (an encoder, a decoder step ...)."""
+    """One of several graphs a model exports together (an encoder, a decoder step ...).
+
+    ``sample_inputs(count, seed)`` gives ``count`` input sets of the kind the graph meets when it runs (a
+    decoder step's integer position and the cache earlier steps wrote, not N(0, 1) floats): export
+    verification uses them after the example inputs. None: random inputs of the right shapes will do.
+    """
 
     name: str
     module: torch.nn.Module
     example_inputs: tuple[torch.Tensor, ...]
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
+    sample_inputs: Callable[[int, int], list[dict[str, np.ndarray]]] | None = None
 
 
 def with_named_inputs(base: type[torch.nn.Module], count: int) -> type[torch.nn.Module]:

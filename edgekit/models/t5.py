@@ -5,9 +5,8 @@ The module tree and parameter names follow transformers' ``T5ForConditionalGener
 computation is rewritten for export: RMS norms as a matmul, attention as 3-D products, and the relative
 position bias read from constant bucket tables rather than computed with logs and integer ops in the graph.
 
-The model offers the device-side interface of :class:`edgekit.models.seq2seq.EncoderDecoder` (``encode``,
-``cross_kv``, ``decode_step``, ``empty_cache``), so the same encoder and decoder-step graphs, bundle runner
-and generation loop serve both.
+The model implements :class:`edgekit.models.encdec_interface.EncoderDecoderModel`, so the same encoder and
+decoder-step graphs, bundle runner and generation loop serve it and the seq2seq family.
 """
 
 from __future__ import annotations
@@ -20,16 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekit.models.encdec_blocks import RMSNorm, cache_plan, causal_mask, grouped_attention, padding_mask, write_cache
+from edgekit.models.encdec_interface import CacheLayout
 from edgekit.models.layers import step_slice
-from edgekit.models.seq2seq import (
-    RMSNorm,
-    cache_plan,
-    causal_mask,
-    checkpoint_spec,
-    grouped_attention,
-    padding_mask,
-    write_cache,
-)
+from edgekit.models.seq2seq_graphs import checkpoint_spec
 from edgekit.models.spec import ModelSpec, register_config_model
 
 # transformers' activation names (ACT2FN) as T5 configs spell them
@@ -67,19 +60,6 @@ class T5Config:
     def __post_init__(self) -> None:
         if self.dense_act_fn not in ACTIVATIONS:
             raise ValueError(f"activation {self.dense_act_fn!r} is not supported; known: {sorted(ACTIVATIONS)}")
-
-    # the names the shared graph builder reads
-    @property
-    def kv_heads(self) -> int:
-        return self.num_heads
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_kv
-
-    @property
-    def decoder_layers(self) -> int:
-        return self.num_decoder_layers
 
     @classmethod
     def from_hf(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -264,7 +244,16 @@ class T5(nn.Module):
             x = x * self.cfg.d_model**-0.5
         return F.linear(x, self.shared.weight) if self.cfg.tie_word_embeddings else self.lm_head(x)
 
-    # -- the graphs a device runs --------------------------------------------------------------
+    # -- the device interface (EncoderDecoderModel) ------------------------------------------------
+    @property
+    def max_source(self) -> int:
+        return self.cfg.max_source
+
+    @property
+    def self_cache(self) -> CacheLayout:
+        cfg = self.cfg
+        return CacheLayout(cfg.num_decoder_layers, cfg.num_heads, cfg.d_kv, cfg.max_target)
+
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         steps = src.shape[1]
         buckets = self.encoder_buckets if steps == self.cfg.max_source else bucket_table(steps, steps, True, self.cfg)
@@ -279,7 +268,7 @@ class T5(nn.Module):
         return [block.layer[1].body.project_kv(memory) for block in self.decoder.block]
 
     def decode_step(self, tokens, position, cache, cross, src_mask):
-        """As :meth:`EncoderDecoder.decode_step`; the position bias of the new tokens is their rows of the
+        """The interface's decode step; the position bias of the new tokens is their rows of the
         (position, slot) table, picked by the one-hot write rows (a matmul, no gather by position)."""
         cfg, count = self.cfg, tokens.shape[1]
         write, visible, _ = cache_plan(position, count, cfg.max_target)
@@ -300,8 +289,7 @@ class T5(nn.Module):
         return logits.reshape(logits.shape[0], logits.shape[2]), new_cache
 
     def empty_cache(self, batch: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        shape = (batch, self.cfg.num_heads, self.cfg.max_target, self.cfg.d_kv)
-        return [(torch.zeros(shape), torch.zeros(shape)) for _ in self.decoder.block]
+        return self.self_cache.zeros(batch)
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, T, vocab) of the decoder inputs ``tgt``."""

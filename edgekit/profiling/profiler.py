@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.bundle import read_bundle
-from edgekit.errors import UnsupportedOptionError
+from edgekit.errors import EdgekitError, UnsupportedOptionError
 from edgekit.formats import get_format
 from edgekit.inputs import make_inputs
 from edgekit.profiling.energy import METERS, measure_window, select_meter

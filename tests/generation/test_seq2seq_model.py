@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgekit.models.seq2seq import EncoderDecoder, Seq2SeqConfig, _rotate_half_weight, apply_rotary, rotary
+from edgekit.models.encdec_blocks import apply_rotary, rotary, rotate_half_weight
+from edgekit.models.seq2seq import EncoderDecoder, Seq2SeqConfig
 
 TINY = Seq2SeqConfig(d_model=32, encoder_layers=2, decoder_layers=2, heads=4, kv_heads=2, head_dim=8, ffn_dim=64,
                      max_source=12, max_target=10)  # fmt: skip
@@ -51,7 +52,7 @@ def test_rotary_scores_depend_on_relative_position_only():
     def score(pq: int, pk: int) -> float:
         cq, sq = rotary(torch.tensor([pq]), 8, 10000.0)
         ck, sk = rotary(torch.tensor([pk]), 8, 10000.0)
-        r = _rotate_half_weight(8)
+        r = rotate_half_weight(8)
         return float((apply_rotary(q, cq, sq, r) * apply_rotary(k, ck, sk, r)).sum())
 
     assert score(5, 2) == pytest.approx(score(-1, -4), abs=1e-5)

@@ -1,0 +1,294 @@
+"""The ED-ViT strategy: class-wise sub-models, pruned and distilled, assigned to devices, fused.
+
+Its stages, after ``plan_split`` has the full model trained, and the choices the paper leaves open (ours):
+
+1. Classes are partitioned into N = number of devices subsets (``partition.py``).
+2. Each sub-model starts as a copy of the full model. Its keep ratio is the largest that (a) keeps its
+   feature extractor at most 1/N of the full one's parameters (unless ``keep_ratio`` is given) and
+   (b) fits the memory of the device paired with it (subsets and devices both sorted largest first).
+   Heads and MLP neurons are chosen per block by Taylor importance on the subset's training images.
+3. The sub-model gets a head over its classes plus one "other" logit and is distilled from the full model
+   (``distill.py``).
+4. Each sub-model's pooled feature vector is what it sends back; a fusion MLP over the concatenated
+   features, trained on the training split with whole shards dropped at random, gives all C classes.
+5. Shards are placed on devices (``assign.py``), exported to their device's format through the ordinary
+   exporter (verified against PyTorch like any export) and pinned in ``plan.json`` by digest.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekit import runtimes
+from edgekit.bundle import sha256_file
+from edgekit.data import Split
+from edgekit.errors import ConfigError, UnsupportedOptionError
+from edgekit.models.spec import ModelSpec
+from edgekit.models.vit import VisionTransformer
+from edgekit.profiling.device import matmul_gflops
+from edgekit.profiling.latency import measure
+from edgekit.splitter.assign import Assignment, ShardCost, assign, assignment_of, shard_ms, transfer_ms
+from edgekit.splitter.devices import DeviceSpec
+from edgekit.splitter.distill import DistillSettings, distill, subset_accuracy, subset_head
+from edgekit.splitter.fuse import FusionHead, train_fusion
+from edgekit.splitter.partition import PARTITIONS, partition_classes
+from edgekit.splitter.plan import ShardPlan, SplitPlan, bundle_digest
+from edgekit.splitter.prune import KeepChoice, VitShape, prune_vit, taylor_importance
+from edgekit.splitter.report import classwise_report
+from edgekit.splitter.strategy import SplitJob, SplitSettings
+from edgekit.types import jsonable
+
+log = logging.getLogger(__name__)
+
+
+class ShardFeatures(nn.Module):
+    """What a worker runs: the sub-model up to its pooled feature vector."""
+
+    def __init__(self, vit: VisionTransformer):
+        super().__init__()
+        self.vit = vit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit.features(x)
+
+
+@dataclass(frozen=True)
+class SubModels:
+    """The distilled sub-models of one partition, with their keep choices and held-out subset accuracy."""
+
+    subsets: tuple[tuple[int, ...], ...]
+    choices: tuple[KeepChoice, ...]
+    models: tuple[VisionTransformer, ...]
+    accuracy: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Fusion:
+    head: FusionHead
+    accuracy: float  # held-out, every shard present
+    degraded: dict[str, float]  # held-out, one shard missing (by name); empty for a single shard
+
+
+class ClasswiseStrategy:
+    name = "edvit"
+    description = "class-wise pruned sub-models fused by an MLP (ED-ViT)"
+
+    def check(self, spec: ModelSpec, devices: Sequence[DeviceSpec], settings: SplitSettings) -> None:
+        if not isinstance(spec.module, VisionTransformer):
+            raise UnsupportedOptionError(
+                "model for edgekit split", spec.name, ["a ViT of the vit family (vit_digits, ...)"]
+            )
+        if spec.config.get("attention", "softmax") != "softmax":
+            # pruning ranks heads by their softmax outputs and rebuilds plain blocks
+            raise UnsupportedOptionError("attention for edgekit split", spec.config["attention"], ["softmax"])
+        PARTITIONS.get(settings.partition)
+        shape = VitShape.of(spec.module)
+        keep_choices(shape, [()] * len(devices), devices, settings.keep_ratio)
+
+    def plan(self, job: SplitJob) -> SplitPlan:
+        spec, split, settings = job.spec, job.split, job.settings
+        timings = {"train_s": job.train_seconds}
+        clock = time.perf_counter()
+        subs = build_submodels(job)
+        timings["finetune_s"] = time.perf_counter() - clock
+
+        job.notify("training the fusion head")
+        clock = time.perf_counter()
+        fusion = fuse(subs.models, split, settings)
+        timings["fusion_s"] = time.perf_counter() - clock
+        log.info("fused %d sub-models: %.2f%% held-out (full model %.2f%%)", len(subs.models), 100 * fusion.accuracy,
+                 100 * job.full_accuracy)  # fmt: skip
+
+        shape = VitShape.of(spec.module)
+        full_flops = spec.flops()
+        input_bytes = int(np.prod(spec.example_inputs[0].shape)) * 4
+        specs = [_shard_spec(spec, sub, i) for i, sub in enumerate(subs.models)]
+        costs = [
+            ShardCost(f"shard{i}", s.flops(), shape.memory_bytes(subs.choices[i]),
+                      input_bytes + sub.pos_embed.shape[-1] * 4)
+            for i, (s, sub) in enumerate(zip(specs, subs.models, strict=True))
+        ]  # fmt: skip
+        assignment = _assign(costs, job.devices)
+
+        clock = time.perf_counter()
+        host_gflops = matmul_gflops()
+        shards, busy = _export_shards(job, subs, specs, costs, assignment, host_gflops)
+        timings["export_s"] = time.perf_counter() - clock
+        fusion.head.save(job.staging / "fusion.npz")
+
+        report = classwise_report(
+            job, full_features=shape.parameters(shape.full()), full_flops=full_flops, fused_accuracy=fusion.accuracy,
+            degraded=fusion.degraded, sub_accuracy=subs.accuracy, shards=shards, busy=busy, host_gflops=host_gflops,
+            assignment=assignment, timings=timings,
+        )  # fmt: skip
+        return SplitPlan(
+            model={"name": spec.name, "config": jsonable(spec.config), "parameters": spec.parameters,
+                   "flops": full_flops},
+            strategy=self.name,
+            partition=settings.partition,
+            class_names=tuple(split.class_names),
+            input={"name": spec.input_names[0], "shape": list(spec.example_inputs[0].shape), "dtype": "float32"},
+            devices=job.devices,
+            shards=tuple(shards),
+            fusion={"file": "fusion.npz", "sha256": sha256_file(job.staging / "fusion.npz"),
+                    "hidden": settings.fusion_hidden, "shard_dropout": settings.shard_dropout},
+            report=report,
+        )  # fmt: skip
+
+
+def build_submodels(job: SplitJob) -> SubModels:
+    """Partition the classes over the devices, then prune and distil one sub-model per subset."""
+    full: VisionTransformer = job.spec.module
+    split, settings = job.split, job.settings
+    x_train, y_train = torch.from_numpy(split.x_train), torch.from_numpy(split.y_train)
+    with torch.no_grad():
+        teacher = full(x_train)
+    confusion = np.zeros((split.num_classes, split.num_classes), np.int64)
+    np.add.at(confusion, (split.y_train, teacher.argmax(-1).numpy()), 1)
+    subsets = partition_classes(settings.partition, split.num_classes, len(job.devices), confusion, settings.seed)
+    choices = keep_choices(VitShape.of(full), subsets, job.devices, settings.keep_ratio)
+    how = DistillSettings(settings.finetune_epochs, settings.lr, settings.temperature, settings.distill_weight,
+                          settings.seed)  # fmt: skip
+    models, accuracy = [], []
+    for i, (classes, choice) in enumerate(zip(subsets, choices, strict=True)):
+        job.notify(f"sub-model {i + 1}/{len(subsets)}: classes {list(classes)}, keep {choice.ratio:.0%}, fine-tuning")
+        sub = _make_submodel(full, classes, choice, x_train, y_train)
+        distill(sub, classes, x_train, y_train, teacher, how)
+        models.append(sub)
+        accuracy.append(subset_accuracy(sub, classes, split))
+    return SubModels(tuple(subsets), tuple(choices), tuple(models), tuple(accuracy))
+
+
+def fuse(subs: Sequence[VisionTransformer], split: Split, settings: SplitSettings) -> Fusion:
+    """Train the fusion head on the sub-models' training-split features; held-out accuracy, whole and degraded."""
+    train_features = [_features(sub, split.x_train) for sub in subs]
+    test_features = [_features(sub, split.x_test) for sub in subs]
+    head = train_fusion(
+        train_features, split.y_train, split.num_classes, settings.fusion_hidden, settings.fusion_epochs,
+        settings.shard_dropout, settings.seed,
+    )  # fmt: skip
+    degraded = {
+        f"shard{i}": _fused_accuracy(head, [None if j == i else f for j, f in enumerate(test_features)], split.y_test)
+        for i in range(len(subs))
+        if len(subs) > 1
+    }
+    return Fusion(head, _fused_accuracy(head, test_features, split.y_test), degraded)
+
+
+def keep_choices(
+    shape: VitShape,
+    subsets: Sequence[tuple[int, ...]],
+    devices: Sequence[DeviceSpec],
+    keep_ratio: float | None,
+) -> list[KeepChoice]:
+    if keep_ratio is not None and not 0 < keep_ratio <= 1:
+        raise UnsupportedOptionError("--keep", keep_ratio, ["a ratio in (0, 1]"])
+    max_params = None if keep_ratio is not None else shape.parameters(shape.full()) // len(subsets)
+    by_size = sorted(range(len(subsets)), key=lambda i: -len(subsets[i]))
+    by_memory = sorted(devices, key=lambda d: -d.memory_bytes)
+    choices: dict[int, KeepChoice] = {}
+    for i, device in zip(by_size, by_memory, strict=True):
+        try:
+            choices[i] = shape.largest_choice(max_params, device.memory_bytes, keep_ratio or 1.0)
+        except ConfigError as exc:
+            raise ConfigError(f"device {device.name}: {exc}") from None
+    return [choices[i] for i in range(len(subsets))]
+
+
+def _export_shards(
+    job: SplitJob,
+    subs: SubModels,
+    specs: Sequence[ModelSpec],
+    costs: Sequence[ShardCost],
+    assignment: Assignment,
+    host_gflops: float,
+) -> tuple[list[ShardPlan], dict[str, float]]:
+    """Each shard exported for its device into the staging directory; its plan entry, and each device's busy time."""
+    from edgekit.exporters.pipeline import export
+
+    (job.staging / "shards").mkdir(parents=True, exist_ok=True)
+    shards = []
+    busy = {d.name: 0.0 for d in job.devices}
+    for i, (shard_spec, cost, choice) in enumerate(zip(specs, costs, subs.choices, strict=True)):
+        device = next(d for d in job.devices if d.name == assignment.placement[cost.name])
+        job.notify(f"exporting {cost.name} for {device.name} ({device.format})")
+        rel = f"shards/{cost.name}-{device.format}"
+        result = export(shard_spec, format=device.format, out_dir=job.staging / rel, samples=job.settings.samples)
+        size = result.manifest.total_bytes
+        # Measured, not assumed: the shard's own runtime on this host, scaled by the two matmul throughputs.
+        with runtimes.load(job.staging / rel) as runtime:
+            sample = shard_spec.example_inputs[0].numpy()
+            local_ms = measure(lambda r=runtime, x=sample: r.run(x), runs=30, warmup=5).median
+        estimated = local_ms * host_gflops / device.gflops + transfer_ms(cost, device)
+        busy[device.name] += estimated
+        shards.append(
+            ShardPlan(
+                name=cost.name, classes=tuple(subs.subsets[i]), device=device.name, format=device.format, bundle=rel,
+                digest=bundle_digest(job.staging / rel), keep_ratio=choice.ratio, heads=choice.heads, mlp=choice.mlp,
+                parameters=shard_spec.parameters, size_bytes=size, flops=cost.flops, memory_bytes=cost.memory_bytes,
+                feature_dim=int(subs.models[i].pos_embed.shape[-1]), estimated_ms=round(estimated, 4),
+                bound_ms=round(shard_ms(cost, device), 4),
+            )
+        )  # fmt: skip
+    return shards, busy
+
+
+def _assign(costs: list[ShardCost], devices: Sequence[DeviceSpec]) -> Assignment:
+    """Largest-first assignment; when its greedy order strands a shard, the memory pairing that sized the
+    shards (largest shard to largest memory) is known to fit, so it is used instead."""
+    try:
+        return assign(costs, devices)
+    except ConfigError:
+        by_size = sorted(costs, key=lambda c: -c.memory_bytes)
+        by_memory = sorted(devices, key=lambda d: -d.memory_bytes)
+        if any(c.memory_bytes > d.memory_bytes for c, d in zip(by_size, by_memory, strict=True)):
+            raise
+        return assignment_of({c.name: d.name for c, d in zip(by_size, by_memory, strict=True)}, costs, devices)
+
+
+def _make_submodel(
+    full: VisionTransformer, classes: tuple[int, ...], choice: KeepChoice, x: torch.Tensor, y: torch.Tensor
+) -> VisionTransformer:
+    mine = torch.isin(y, torch.tensor(classes))
+    importance = taylor_importance(full, x[mine], y[mine])
+    sub = prune_vit(full, choice, importance)
+    sub.head = subset_head(full.head, classes)
+    return sub
+
+
+def _features(sub: VisionTransformer, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate(
+            [sub.features(torch.from_numpy(x[i : i + batch])).numpy() for i in range(0, len(x), batch)]
+        )
+
+
+def _fused_accuracy(fusion: FusionHead, features: list[np.ndarray | None], labels: np.ndarray) -> float:
+    return float((fusion.logits(features).argmax(-1) == labels).mean())
+
+
+def _shard_spec(full: ModelSpec, sub: VisionTransformer, index: int) -> ModelSpec:
+    extractor = ShardFeatures(copy.deepcopy(sub)).eval()
+    extractor.vit.head = nn.Identity()  # not part of what the worker runs
+    return ModelSpec(
+        name=f"{full.name}-shard{index}",
+        family="vit-shard",
+        module=extractor,
+        example_inputs=full.example_inputs,
+        input_names=full.input_names,
+        output_names=("features",),
+        config={
+            **full.config,
+            "block_heads": [b.attn.heads for b in sub.blocks],
+            "block_mlp": [b.mlp.fc1.out_features for b in sub.blocks],
+        },
+        task="features",
+    )
