@@ -24,14 +24,14 @@ import torch
 
 from edgekit.bundle import read_bundle
 from edgekit.data import load_dataset
-from edgekit.exporters.pipeline import prepare_model
 from edgekit.exporters.verify_stream import lif_threshold, reference_steps
 from edgekit.generation.sampling import generate
 from edgekit.generation.tasks import TASKS
 from edgekit.generation.torch_runner import TorchSeq2SeqRunner
+from edgekit.inputs import make_inputs
+from edgekit.models import prepare_model
 from edgekit.models.spec import run_module
-from edgekit.types import QualityGate, Tolerance
-from edgekit.validate import compare, compare_spikes, judge_quantized, make_inputs, top1_agreement
+from edgekit.validate import compare, compare_spikes, judge_quantized, top1_agreement
 from tests.arm64 import checker
 from tests.arm64.report import REPORT, Row
 from tests.conftest import TINY_CONFIGS
@@ -129,7 +129,7 @@ class FloatGraph:
         samples = make_inputs(graph.inputs, FLOAT_SAMPLES, seed=11)
         spec = prepare_model(case.model, **TINY_CONFIGS[case.model])
         reference = _torch_outputs(spec, samples)
-        tolerance = Tolerance(**manifest["validation"]["tolerance"])
+        tolerance = manifest.validation.tolerance
         names = [o.name for o in graph.outputs]
         extra = {"tolerance": tolerance, "names": names, "classify": spec.task == "classification"}
         return Prepared(case, bundle, _graph_job(case.id, bundle, samples, work), reference, extra)
@@ -162,7 +162,7 @@ class Int8Graph:
         batches, labels = load_dataset("digits", graph.inputs[0].shape).test_batches(graph.inputs[0].shape[0])
         samples = [{graph.inputs[0].name: x} for x in batches]
         reference = _torch_outputs(spec, samples)
-        gate = QualityGate(**manifest["validation"]["gate"])
+        gate = manifest.validation.gate
         names = [o.name for o in graph.outputs]
         return Prepared(case, bundle, _graph_job(case.id, bundle, samples, work), reference,
                         {"gate": gate, "labels": labels, "names": names, "count": len(samples)})  # fmt: skip
@@ -206,7 +206,7 @@ class SpikingStream:
         inputs = work / f"{case.id.replace('/', '-')}-in.npz"
         np.savez(inputs, sequences=sequences)
         job = {"id": case.id, "kind": "stream", "bundle": str(bundle), "inputs": str(inputs)}
-        return Prepared(case, bundle, job, reference, {"tolerance": Tolerance(**manifest["validation"]["tolerance"]),
+        return Prepared(case, bundle, job, reference, {"tolerance": manifest.validation.tolerance,
                                                        "threshold": lif_threshold(whole.module)})  # fmt: skip
 
     def judge(self, p: Prepared, arm, x86, runtime: str) -> Verdict:
