@@ -139,6 +139,29 @@ def validation_from_json(data: dict[str, Any]) -> Validation | None:
 
 
 @dataclass(frozen=True)
+class DeviceVerification:
+    """The same verification, run by a worker on the device itself (``edgekit export --verify-on``)."""
+
+    device: str
+    address: str
+    machine: str  # the worker's CPU architecture, e.g. aarch64
+    worker_version: str
+    validation: Validation
+
+    def to_json(self) -> dict[str, Any]:
+        return {"device": self.device, "address": self.address, "machine": self.machine,
+                "worker_version": self.worker_version, "validation": self.validation.to_json()}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeviceVerification:
+        validation = validation_from_json(data["validation"])
+        if validation is None:
+            raise ValueError("a device verification is never pending")
+        return cls(str(data["device"]), str(data["address"]), str(data.get("machine") or ""),
+                   str(data.get("worker_version") or ""), validation)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything a device needs to know about a bundle before it runs it, and how it was verified."""
 
@@ -149,6 +172,8 @@ class Manifest:
     files: dict[str, FileEntry]
     export: ExportInfo
     validation: Validation | None = None  # None until verification has run (a staged bundle)
+    # the same check on real devices, beside the host's (`--verify-on`); every one passed or the export failed
+    verified_on: tuple[DeviceVerification, ...] = ()
     target: str | None = None
     delegate: str | None = None
     transforms: FoldSummary | None = None
@@ -201,6 +226,8 @@ class Manifest:
             out["transforms"] = self.transforms.to_json()
         if self.quantization is not None:
             out["quantization"] = self.quantization.to_json()
+        if self.verified_on:
+            out["verified_on"] = [v.to_json() for v in self.verified_on]
         return out
 
     @classmethod
@@ -223,6 +250,7 @@ class Manifest:
                 files={str(n): FileEntry(int(e["bytes"]), str(e["sha256"])) for n, e in data["files"].items()},
                 export=ExportInfo.from_json(data.get("export") or {}),
                 validation=validation_from_json(data["validation"]),
+                verified_on=tuple(DeviceVerification.from_json(v) for v in data.get("verified_on") or ()),
                 target=data.get("target"),
                 delegate=data.get("delegate"),
                 transforms=FoldSummary.from_json(data["transforms"]) if data.get("transforms") else None,

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgekit.cli import render
 from edgekit.cli.app import requiet, session
-from edgekit.cli.options import parse_settings, set_option
+from edgekit.cli.options import parse_settings, set_option, tls_option, token_option
 
 
 @click.command()
@@ -44,10 +44,14 @@ from edgekit.cli.options import parse_settings, set_option
 )
 @click.option("--streaming", is_flag=True, help="Export the streaming form: frames + state in, prediction + state out.")
 @click.option("--chunk", default=1, show_default=True, help="--streaming: frames per call.")
+@click.option("--verify-on", "verify_on", multiple=True, metavar="DEVICE",
+              help="Verify again on a worker: NAME=HOST:PORT or a NAME found over mDNS (repeatable).")  # fmt: skip
+@tls_option
+@token_option
 @set_option
 def export(
     model, target, fmt, delegate, out_dir, weights, allow_mismatch, samples, no_fold, int8, calib, calib_samples,
-    max_accuracy_drop, streaming, chunk, settings,
+    max_accuracy_drop, streaming, chunk, verify_on, tls, token_file, settings,
 ) -> None:  # fmt: skip
     """Export MODEL (a built-in name, file.py:factory or package.module:factory) to a verified bundle."""
     from edgekit.exporters.pipeline import export as run_export
@@ -55,6 +59,7 @@ def export(
 
     requiet()
     ui = session()
+    devices = _device_runners(verify_on, tls, token_file) if verify_on else ()
     with ui.err.status("exporting", spinner="dots") as status:
         result = run_export(
             model,
@@ -74,10 +79,27 @@ def export(
             quality=QualityGate(max_accuracy_drop=max_accuracy_drop),
             streaming=streaming,
             chunk=chunk,
+            verify_on=devices,
         )
     ui.out.print(export_table(result))
     if not result.passed:
         ui.err.print("[yellow]warning:[/yellow] kept although it disagrees with PyTorch (--allow-mismatch)")
+
+
+def _device_runners(targets: tuple[str, ...], tls: str | None, token_file: str | None) -> list:
+    from edgekit.fleet.auth import ClientAuth
+    from edgekit.splitter.remote_profile import parse_target
+    from edgekit.splitter.remote_verify import DeviceRunner
+
+    auth = ClientAuth.from_options(tls, token_file)
+    named = [parse_target(t) for t in targets]
+    missing = [name for name, address in named if address is None]
+    if missing:
+        from edgekit.fleet.discovery import resolve
+
+        found = resolve(missing, auth.identity)
+        named = [(name, address or found[name]) for name, address in named]
+    return [DeviceRunner(name, address, auth) for name, address in named]
 
 
 def export_table(result):
@@ -114,6 +136,10 @@ def export_table(result):
         table.add_row("spikes", f"{spikes['sequences_identical']}/{spikes['sequences']} sequences identical, "
                                 f"{spikes['near_threshold_flips']} near-threshold flip(s), "
                                 f"{spikes['unexplained_flips']} unexplained")  # fmt: skip
+    for d in m.verified_on:
+        mark = "[green]passed[/green]" if d.validation.passed else "[red]FAILED[/red]"
+        where = f"on {render.text(d.device)} ({d.machine or '?'})"
+        table.add_row(where, f"{mark}: {d.validation.summary()}")
     undelegated = m.export.undelegated_ops
     if undelegated is not None:
         ops = ", ".join(f"{k} x{n}" for k, n in undelegated.items()) or "none"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,18 @@ from edgekit.calibration import DEFAULT_SAMPLES as DEFAULT_CALIBRATION_SAMPLES
 from edgekit.calibration import load_calibration
 from edgekit.errors import ConfigError, EdgekitError, UnsupportedOptionError, ValidationFailed
 from edgekit.exporters.result import ExportResult
-from edgekit.exporters.verify import ExportJob, verify
+from edgekit.exporters.verify import DeviceCheck, ExportJob, verification_for, verify
 from edgekit.formats import get_format
 from edgekit.layouts import Extras
-from edgekit.manifest import ExportInfo, FoldSummary, Manifest, ModelInfo, QuantizationInfo
+from edgekit.manifest import (
+    DeviceVerification,
+    ExportInfo,
+    FoldSummary,
+    Manifest,
+    ModelInfo,
+    QuantizationInfo,
+    Validation,
+)
 from edgekit.models import ModelSpec, prepare_model
 from edgekit.staging import StagedDirectory
 from edgekit.targets import get_target
@@ -93,6 +101,7 @@ def export(
     quality: QualityGate | None = None,
     streaming: bool = False,
     chunk: int = 1,
+    verify_on: Sequence[DeviceCheck] = (),
 ) -> ExportResult:
     """Export ``model`` to a verified bundle directory and return its result.
 
@@ -107,12 +116,19 @@ def export(
     ``streaming=True`` exports the model's streaming form instead: one graph that takes ``chunk`` frames plus
     the whole state and returns the predictions so far plus the new state (layout in ``extras.stream``),
     verified by streaming sequences through the bundle against the whole-sequence PyTorch model.
+
+    ``verify_on`` runs the same verification again on each device (a worker: the bundle deployed there, the
+    same inputs, the same rule) and records every result in ``Manifest.verified_on``; a device that disagrees
+    fails the export like the host would.
     """
     options = resolve_options(target, format, delegate, allow_mismatch, samples, tolerance, precision, quality)
     notify = on_stage or (lambda _msg: None)
     notify("building the model")
     spec = prepare_model(model, weights, **(config or {}))
     job = _job(spec, options, streaming, chunk, notify)
+    if verify_on and not verification_for(job).on_device:
+        raise UnsupportedOptionError("--verify-on for this export", verification_for(job).name,
+                                     ["single-graph float or INT8 bundles"])  # fmt: skip
     if job.options.precision == "int8":
         notify("reading calibration data")
         calibration = load_calibration(job.spec.input_specs, calib, job.spec.dataset, calib_samples, options.seed)
@@ -132,6 +148,10 @@ def export(
         validation = verify(job, stage.path)
         manifest = manifest.with_validation(validation, time.perf_counter() - start)
         write_manifest(stage.path, manifest)
+        if validation.passed and verify_on:
+            manifest, failed = _verify_on_devices(job, stage.path, manifest, verify_on, notify)
+            write_manifest(stage.path, manifest)
+            validation = failed or validation
         if not validation.passed and not allow_mismatch:
             rejected = stage.commit_to(destination.with_name(destination.name + ".rejected"))
             hint = _QUANTIZED_HINT if options.quantized else ""
@@ -139,6 +159,35 @@ def export(
         stage.commit()
     log.info("wrote %s (%s)", destination, validation.summary())
     return ExportResult(str(destination), manifest, time.perf_counter() - start)
+
+
+def _verify_on_devices(
+    job: ExportJob, bundle_dir: Path, manifest: Manifest, devices: Sequence[DeviceCheck], notify: Callable
+) -> tuple[Manifest, Validation | None]:
+    """Each device's verification beside the host's; the first that disagrees (its summary names the device)."""
+    records, failed = [], None
+    for device in devices:
+        notify(f"verifying on {device.device} ({device.address})")
+        result = verify(job, bundle_dir, device)
+        records.append(DeviceVerification(device.device, device.address, device.machine, device.worker_version, result))
+        if not result.passed and failed is None:
+            failed = _OnDevice(result, f"{device.device} ({device.machine or 'unknown CPU'})")
+    return replace(manifest, verified_on=tuple(records)), failed
+
+
+@dataclass(frozen=True)
+class _OnDevice:
+    """A device's failed verification, summarised with the device's name for ValidationFailed."""
+
+    result: Validation
+    where: str
+
+    @property
+    def passed(self) -> bool:
+        return self.result.passed
+
+    def summary(self) -> str:
+        return f"on {self.where}: {self.result.summary()}"
 
 
 def _job(spec: ModelSpec, options: ExportOptions, streaming: bool, chunk: int, notify: Callable) -> ExportJob:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -33,24 +34,48 @@ class ExportJob:
     layout: StreamLayout | None = None
 
 
+class DeviceCheck(Protocol):
+    """A Candidate that runs on a device (``edgekit.splitter.remote_verify.DeviceRunner``): after a call it
+    knows which machine answered."""
+
+    device: str
+    address: str
+    machine: str
+    worker_version: str
+
+    def __call__(self, bundle_dir: Path, input_sets: list[dict], graph: str | None = None) -> list[dict]: ...
+
+
 @dataclass(frozen=True)
 class Verification:
     name: str
     applies: Callable[[ExportJob], bool]
-    run: Callable[[ExportJob, Path], Validation]
+    run: Callable[[ExportJob, Path, Candidate], Validation]
+    on_device: bool = True  # whether a worker can run it (--verify-on): one graph, one call per input set
+
+
+# How the bundle's outputs are obtained: its runtime here, or a worker on the device (``--verify-on``).
+Candidate = Callable[[Path, list[dict], "str | None"], list[dict]]
+
+
+def run_here(bundle_dir: Path, input_sets: list[dict], graph: str | None = None) -> list[dict]:
+    with runtimes.load(bundle_dir, graph=graph) as runtime:
+        return [runtime.run(sample) for sample in input_sets]
 
 
 def run_both(
-    io: ModelSpec | SubGraph, bundle_dir: Path, input_sets: list[dict], graph: str | None = None
+    io: ModelSpec | SubGraph,
+    bundle_dir: Path,
+    input_sets: list[dict],
+    graph: str | None = None,
+    candidate: Candidate = run_here,
 ) -> tuple[list[dict], list[dict]]:
-    """Named outputs of the PyTorch model (or one of its graphs) and of the bundle's runtime, per input set."""
+    """Named outputs of the PyTorch model (or one of its graphs) and of the bundle, per input set."""
     reference = []
     for sample in input_sets:
         outputs = run_module(io.module, tuple(torch.from_numpy(sample[n]) for n in io.input_names))
         reference.append({n: o.numpy() for n, o in zip(io.output_names, outputs, strict=False)})
-    with runtimes.load(bundle_dir, graph=graph) as runtime:
-        candidate = [runtime.run(sample) for sample in input_sets]
-    return reference, candidate
+    return reference, candidate(bundle_dir, input_sets, graph)
 
 
 def input_sets(io: ModelSpec | SubGraph, options: ExportOptions) -> list[dict]:
@@ -63,16 +88,16 @@ def input_sets(io: ModelSpec | SubGraph, options: ExportOptions) -> list[dict]:
     return [example, *make_inputs(io.input_specs, count, seed=options.seed)]
 
 
-def _verify_float(job: ExportJob, bundle_dir: Path) -> Validation:
-    reference, candidate = run_both(job.spec, bundle_dir, input_sets(job.spec, job.options))
+def _verify_float(job: ExportJob, bundle_dir: Path, run: Candidate = run_here) -> Validation:
+    reference, candidate = run_both(job.spec, bundle_dir, input_sets(job.spec, job.options), candidate=run)
     return compare(reference, candidate, job.options.tolerance, classify=job.spec.task == "classification")
 
 
-def _verify_graphs(job: ExportJob, bundle_dir: Path) -> Validation:
+def _verify_graphs(job: ExportJob, bundle_dir: Path, run: Candidate = run_here) -> Validation:
     """Each graph of a multi-graph bundle against its PyTorch module."""
     results = []
     for g in job.spec.graphs:
-        reference, candidate = run_both(g, bundle_dir, input_sets(g, job.options), graph=g.name)
+        reference, candidate = run_both(g, bundle_dir, input_sets(g, job.options), graph=g.name, candidate=run)
         results.append((g.name, compare(reference, candidate, job.options.tolerance, classify=False)))
     return merge_results(results)
 
@@ -82,7 +107,7 @@ def _verify_graphs(job: ExportJob, bundle_dir: Path) -> Validation:
 _MIN_UNLABELLED_SAMPLES = 64
 
 
-def _verify_quantized(job: ExportJob, bundle_dir: Path) -> Validation:
+def _verify_quantized(job: ExportJob, bundle_dir: Path, run: Candidate = run_here) -> Validation:
     """The quantized bundle against the float PyTorch model on the held-out split of the model's dataset
     (labels: accuracy decides) or, without one, on random inputs (top-1 agreement or cosine decides)."""
     spec, options = job.spec, job.options
@@ -100,18 +125,23 @@ def _verify_quantized(job: ExportJob, bundle_dir: Path) -> Validation:
             spec.input_specs, max(options.validation_samples, _MIN_UNLABELLED_SAMPLES), seed=options.seed
         )
         data = "random normal"
-    reference, candidate = run_both(spec, bundle_dir, sets)
+    reference, candidate = run_both(spec, bundle_dir, sets, candidate=run)
     return judge_quantized(reference, candidate, options.quality, options.precision, data, labels, classify)
 
 
 VERIFICATIONS: tuple[Verification, ...] = (
     Verification("stream", lambda job: job.layout is not None,
-                 lambda job, path: validate_stream(job.whole, path, job.options)),
-    Verification("graphs", lambda job: bool(job.spec.graphs), _verify_graphs),
+                 lambda job, path, _run: validate_stream(job.whole, path, job.options), on_device=False),
+    Verification("graphs", lambda job: bool(job.spec.graphs), _verify_graphs, on_device=False),
     Verification("quantized", lambda job: job.options.quantized, _verify_quantized),
     Verification("float", lambda job: True, _verify_float),
 )  # fmt: skip
 
 
-def verify(job: ExportJob, bundle_dir: Path) -> Validation:
-    return next(v for v in VERIFICATIONS if v.applies(job)).run(job, bundle_dir)
+def verification_for(job: ExportJob) -> Verification:
+    return next(v for v in VERIFICATIONS if v.applies(job))
+
+
+def verify(job: ExportJob, bundle_dir: Path, run: Candidate = run_here) -> Validation:
+    """The job's verification with the bundle run here, or by ``run`` (a worker on the device)."""
+    return verification_for(job).run(job, bundle_dir, run)

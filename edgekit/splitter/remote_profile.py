@@ -41,6 +41,20 @@ def parse_target(text: str) -> tuple[str, str | None]:
     return name, address if sep else None
 
 
+def deploy_pinned(stub, fmt: str, path: Path, shard: str, digest: str, label: str, timeout: float):
+    """Deploy a verified bundle to a worker under ``shard``, unless it already holds that digest; its health."""
+    pb, _ = proto()
+    health = stub.Health(pb.HealthRequest(), timeout=timeout)
+    if fmt not in health.formats:
+        raise WorkerError(
+            label, f"cannot run {fmt} bundles (it has runtimes for {', '.join(health.formats) or 'nothing'})"
+        )
+    if {s.shard: s.digest for s in health.shards}.get(shard) != digest:
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        stub.Deploy(bundle_chunks(shard, digest, path), timeout=DEPLOY_SECONDS + size / (1 << 20))
+    return health
+
+
 def profile_on(
     bundle_path: str | Path,
     device: str,
@@ -68,14 +82,8 @@ def profile_on(
     try:
         with auth.channel(address, device, options) as channel:
             stub = pb_grpc.ShardWorkerStub(channel)
-            health = stub.Health(pb.HealthRequest(), timeout=timeout)
-            if bundle.format not in health.formats:
-                raise WorkerError(label, f"cannot run {bundle.format} bundles (it has runtimes for "
-                                         f"{', '.join(health.formats) or 'nothing'})")  # fmt: skip
-            if {s.shard: s.digest for s in health.shards}.get(shard) != digest:
-                step = "deploying the bundle"
-                size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-                stub.Deploy(bundle_chunks(shard, digest, path), timeout=DEPLOY_SECONDS + size / (1 << 20))
+            step = "deploying the bundle"
+            deploy_pinned(stub, bundle.format, path, shard, digest, label, timeout)
             step = "profiling"
             request = pb.ProfileRequest(
                 shard=shard, runs=settings.runs, warmup=settings.warmup, energy=settings.energy,

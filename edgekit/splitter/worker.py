@@ -18,6 +18,7 @@ import errno
 import json
 import logging
 import os
+import platform
 import shutil
 import socket
 import threading
@@ -159,6 +160,7 @@ def _servicer_class():
                 status="ok" if self.store.ready.is_set() else "loading", worker=self.name,
                 edgekit_version=edgekit_version(), pid=os.getpid(),
                 shards=[self._info(s) for s in self.store.snapshot()], formats=self.formats,
+                machine=platform.machine(),
             )  # fmt: skip
 
         def Deploy(self, request_iterator, context):  # noqa: N802

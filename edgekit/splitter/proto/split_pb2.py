@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"edgekit/splitter/proto/split.proto\x12\x10\x65\x64gekit.split.v1\"B\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\x0f\n\rHealthRequest\"d\n\tShardInfo\x12\r\n\x05shard\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12(\n\x06inputs\x18\x04 \x03(\x0b\x32\x18.edgekit.split.v1.Tensor\"\x91\x01\n\x0bHealthReply\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06worker\x18\x02 \x01(\t\x12\x17\n\x0f\x65\x64gekit_version\x18\x03 \x01(\t\x12\x0b\n\x03pid\x18\x04 \x01(\x05\x12+\n\x06shards\x18\x05 \x03(\x0b\x32\x1b.edgekit.split.v1.ShardInfo\x12\x0f\n\x07\x66ormats\x18\x06 \x03(\t\"H\n\x0b\x44\x65ployChunk\x12\r\n\x05shard\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"J\n\x0b\x44\x65ployReply\x12*\n\x05shard\x18\x01 \x01(\x0b\x32\x1b.edgekit.split.v1.ShardInfo\x12\x0f\n\x07load_ms\x18\x02 \x01(\x01\"G\n\x0cInferRequest\x12\r\n\x05shard\x18\x01 \x01(\t\x12(\n\x06inputs\x18\x02 \x03(\x0b\x32\x18.edgekit.split.v1.Tensor\"K\n\nInferReply\x12)\n\x07outputs\x18\x01 \x03(\x0b\x32\x18.edgekit.split.v1.Tensor\x12\x12\n\ncompute_ms\x18\x02 \x01(\x01\"\x86\x01\n\x0eProfileRequest\x12\r\n\x05shard\x18\x01 \x01(\t\x12\x0c\n\x04runs\x18\x02 \x01(\x05\x12\x0e\n\x06warmup\x18\x03 \x01(\x05\x12\x0e\n\x06\x65nergy\x18\x04 \x01(\t\x12\x14\n\x0cidle_seconds\x18\x05 \x01(\x01\x12\x0f\n\x07threads\x18\x06 \x01(\x05\x12\x10\n\x08\x64uration\x18\x07 \x01(\x01\"#\n\x0cProfileReply\x12\x13\n\x0breport_json\x18\x01 \x01(\t2\xb5\x02\n\x0bShardWorker\x12H\n\x06Health\x12\x1f.edgekit.split.v1.HealthRequest\x1a\x1d.edgekit.split.v1.HealthReply\x12H\n\x06\x44\x65ploy\x12\x1d.edgekit.split.v1.DeployChunk\x1a\x1d.edgekit.split.v1.DeployReply(\x01\x12\x45\n\x05Infer\x12\x1e.edgekit.split.v1.InferRequest\x1a\x1c.edgekit.split.v1.InferReply\x12K\n\x07Profile\x12 .edgekit.split.v1.ProfileRequest\x1a\x1e.edgekit.split.v1.ProfileReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"edgekit/splitter/proto/split.proto\x12\x10\x65\x64gekit.split.v1\"B\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\x0f\n\rHealthRequest\"d\n\tShardInfo\x12\r\n\x05shard\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12(\n\x06inputs\x18\x04 \x03(\x0b\x32\x18.edgekit.split.v1.Tensor\"\xa2\x01\n\x0bHealthReply\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06worker\x18\x02 \x01(\t\x12\x17\n\x0f\x65\x64gekit_version\x18\x03 \x01(\t\x12\x0b\n\x03pid\x18\x04 \x01(\x05\x12+\n\x06shards\x18\x05 \x03(\x0b\x32\x1b.edgekit.split.v1.ShardInfo\x12\x0f\n\x07\x66ormats\x18\x06 \x03(\t\x12\x0f\n\x07machine\x18\x07 \x01(\t\"H\n\x0b\x44\x65ployChunk\x12\r\n\x05shard\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"J\n\x0b\x44\x65ployReply\x12*\n\x05shard\x18\x01 \x01(\x0b\x32\x1b.edgekit.split.v1.ShardInfo\x12\x0f\n\x07load_ms\x18\x02 \x01(\x01\"G\n\x0cInferRequest\x12\r\n\x05shard\x18\x01 \x01(\t\x12(\n\x06inputs\x18\x02 \x03(\x0b\x32\x18.edgekit.split.v1.Tensor\"K\n\nInferReply\x12)\n\x07outputs\x18\x01 \x03(\x0b\x32\x18.edgekit.split.v1.Tensor\x12\x12\n\ncompute_ms\x18\x02 \x01(\x01\"\x86\x01\n\x0eProfileRequest\x12\r\n\x05shard\x18\x01 \x01(\t\x12\x0c\n\x04runs\x18\x02 \x01(\x05\x12\x0e\n\x06warmup\x18\x03 \x01(\x05\x12\x0e\n\x06\x65nergy\x18\x04 \x01(\t\x12\x14\n\x0cidle_seconds\x18\x05 \x01(\x01\x12\x0f\n\x07threads\x18\x06 \x01(\x05\x12\x10\n\x08\x64uration\x18\x07 \x01(\x01\"#\n\x0cProfileReply\x12\x13\n\x0breport_json\x18\x01 \x01(\t2\xb5\x02\n\x0bShardWorker\x12H\n\x06Health\x12\x1f.edgekit.split.v1.HealthRequest\x1a\x1d.edgekit.split.v1.HealthReply\x12H\n\x06\x44\x65ploy\x12\x1d.edgekit.split.v1.DeployChunk\x1a\x1d.edgekit.split.v1.DeployReply(\x01\x12\x45\n\x05Infer\x12\x1e.edgekit.split.v1.InferRequest\x1a\x1c.edgekit.split.v1.InferReply\x12K\n\x07Profile\x12 .edgekit.split.v1.ProfileRequest\x1a\x1e.edgekit.split.v1.ProfileReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,19 +38,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SHARDINFO']._serialized_start=141
   _globals['_SHARDINFO']._serialized_end=241
   _globals['_HEALTHREPLY']._serialized_start=244
-  _globals['_HEALTHREPLY']._serialized_end=389
-  _globals['_DEPLOYCHUNK']._serialized_start=391
-  _globals['_DEPLOYCHUNK']._serialized_end=463
-  _globals['_DEPLOYREPLY']._serialized_start=465
-  _globals['_DEPLOYREPLY']._serialized_end=539
-  _globals['_INFERREQUEST']._serialized_start=541
-  _globals['_INFERREQUEST']._serialized_end=612
-  _globals['_INFERREPLY']._serialized_start=614
-  _globals['_INFERREPLY']._serialized_end=689
-  _globals['_PROFILEREQUEST']._serialized_start=692
-  _globals['_PROFILEREQUEST']._serialized_end=826
-  _globals['_PROFILEREPLY']._serialized_start=828
-  _globals['_PROFILEREPLY']._serialized_end=863
-  _globals['_SHARDWORKER']._serialized_start=866
-  _globals['_SHARDWORKER']._serialized_end=1175
+  _globals['_HEALTHREPLY']._serialized_end=406
+  _globals['_DEPLOYCHUNK']._serialized_start=408
+  _globals['_DEPLOYCHUNK']._serialized_end=480
+  _globals['_DEPLOYREPLY']._serialized_start=482
+  _globals['_DEPLOYREPLY']._serialized_end=556
+  _globals['_INFERREQUEST']._serialized_start=558
+  _globals['_INFERREQUEST']._serialized_end=629
+  _globals['_INFERREPLY']._serialized_start=631
+  _globals['_INFERREPLY']._serialized_end=706
+  _globals['_PROFILEREQUEST']._serialized_start=709
+  _globals['_PROFILEREQUEST']._serialized_end=843
+  _globals['_PROFILEREPLY']._serialized_start=845
+  _globals['_PROFILEREPLY']._serialized_end=880
+  _globals['_SHARDWORKER']._serialized_start=883
+  _globals['_SHARDWORKER']._serialized_end=1192
 # @@protoc_insertion_point(module_scope)

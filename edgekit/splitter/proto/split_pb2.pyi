@@ -35,20 +35,22 @@ class ShardInfo(_message.Message):
     def __init__(self, shard: _Optional[str] = ..., digest: _Optional[str] = ..., format: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ...) -> None: ...
 
 class HealthReply(_message.Message):
-    __slots__ = ("status", "worker", "edgekit_version", "pid", "shards", "formats")
+    __slots__ = ("status", "worker", "edgekit_version", "pid", "shards", "formats", "machine")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
     EDGEKIT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     FORMATS_FIELD_NUMBER: _ClassVar[int]
+    MACHINE_FIELD_NUMBER: _ClassVar[int]
     status: str
     worker: str
     edgekit_version: str
     pid: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
     formats: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, status: _Optional[str] = ..., worker: _Optional[str] = ..., edgekit_version: _Optional[str] = ..., pid: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., formats: _Optional[_Iterable[str]] = ...) -> None: ...
+    machine: str
+    def __init__(self, status: _Optional[str] = ..., worker: _Optional[str] = ..., edgekit_version: _Optional[str] = ..., pid: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., formats: _Optional[_Iterable[str]] = ..., machine: _Optional[str] = ...) -> None: ...
 
 class DeployChunk(_message.Message):
     __slots__ = ("shard", "digest", "path", "data")
