@@ -38,6 +38,10 @@ class OrtQuantRecipe:
     per_channel: bool = True
     # 7-bit weights, against the int16 saturation of x86 int8 kernels without VNNI
     reduce_range: bool = False
+    # QInt8 or QUInt8 activations (x86's VPDPBUSD / VPMADDUBSW multiply unsigned by signed bytes)
+    activation_type: str = "QInt8"
+    # quantize only MatMuls whose second input is a weight (attention's activation x activation stays float)
+    matmul_const_b_only: bool = False
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -80,8 +84,9 @@ for _recipe in (
     Int8Recipe("tflite-pt2e-all", "tflite", (), Pt2eRecipe(),
                "litert-torch PT2EQuantizer's global config on every op it annotates (edgekit before #22)"),
     Int8Recipe("onnx-vnni", "onnx", ("x86-vnni",),
-               OrtQuantRecipe(op_types=("Conv", "Gemm", "MatMul")),
-               "full-range int8 weights: VPDPBUSD accumulates in int32, nothing saturates"),
+               OrtQuantRecipe(op_types=("Conv", "Gemm", "MatMul"), activation_type="QUInt8"),
+               "full-range int8 weights (VPDPBUSD sums in int32, nothing saturates); uint8 activations, the "
+               "u8 x s8 form ORT fuses every QDQ MatMul (attention's too) and Softmax into QLinear kernels for"),
     Int8Recipe("onnx-avx2", "onnx", ("x86-avx2", "x86"),
                OrtQuantRecipe(reduce_range=True, op_types=("Conv", "Gemm", "MatMul")),
                "7-bit weights: VPMADDUBSW's int16 pair sums saturate with full-range weights"),

@@ -86,19 +86,21 @@ class OnnxExporter:
                 quant_format=QuantFormat.QDQ,
                 per_channel=recipe.per_channel,
                 reduce_range=recipe.reduce_range,
-                activation_type=QuantType.QInt8,
+                activation_type=getattr(QuantType, recipe.activation_type),
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=excluded,
                 op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
                 use_external_data_format=True,
                 calibrate_method=getattr(CalibrationMethod, recipe.calibrate_method),
-                extra_options={"ActivationSymmetric": recipe.activation_symmetric},
+                extra_options={"ActivationSymmetric": recipe.activation_symmetric,
+                               "MatMulConstBOnly": recipe.matmul_const_b_only},  # fmt: skip
             )
         return QuantizationScheme(
             tool="onnxruntime.quantization.quantize_static (QDQ)",
             weights=("7-bit" if recipe.reduce_range else "int8")
             + (" symmetric, per output channel" if recipe.per_channel else " per tensor"),
-            activations=f"int8 per tensor ({'symmetric' if recipe.activation_symmetric else 'asymmetric'}), "
+            activations=f"{'u' if recipe.activation_type == 'QUInt8' else ''}int8 per tensor "
+            f"({'symmetric' if recipe.activation_symmetric else 'asymmetric'}), "
             f"{recipe.calibrate_method} ranges from calibration"
             + (f", at {', '.join(recipe.op_types)} only" if recipe.op_types else ""),
             details={"settings": recipe.to_json(), "nodes_left_float": len(excluded)},

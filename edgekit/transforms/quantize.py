@@ -44,12 +44,15 @@ class Pt2eRecipe:
                 "quantize_modules": None if self.quantize_modules is None else list(self.quantize_modules)}  # fmt: skip
 
 
-def configure_quantizer(quantizer, config, recipe: Pt2eRecipe, module: torch.nn.Module):
+def configure_quantizer(quantizer, config, recipe: Pt2eRecipe, module: torch.nn.Module, type_key=None):
     """``quantizer`` set up for ``recipe`` with ``config``; module classes are found in ``module`` by name
-    (several may share one, edgekit's LayerNorm and torch's: each is meant)."""
+    (several may share one, edgekit's LayerNorm and torch's: each is meant). ``type_key`` turns a class into
+    what the quantizer's module-type filter compares with the graph's ``nn_module_stack`` (litert-torch 0.x
+    compares the class itself with the strings torch.export records, so it is given the string)."""
+    key = type_key or (lambda t: t)
 
-    def classes(names) -> list[type]:
-        return list(dict.fromkeys(type(m) for m in module.modules() if type(m).__name__ in names))
+    def classes(names) -> list:
+        return list(dict.fromkeys(key(type(m)) for m in module.modules() if type(m).__name__ in names))
 
     if recipe.quantize_modules is None:
         quantizer.set_global(config)
@@ -96,3 +99,8 @@ def pt2e_scheme(tool: str, settings: dict, recipe=None, cpu=None) -> Quantizatio
         recipe=recipe.name if recipe else None,
         cpu=cpu if recipe else None,
     )
+
+
+def qualified_name(cls: type) -> str:
+    """A class as torch.export's ``nn_module_stack`` names it."""
+    return f"{cls.__module__}.{cls.__qualname__}"

@@ -131,3 +131,43 @@ def test_recipe_override_is_exported_and_recorded(int8, tmp_path):
     assert quant["recipe"] == "onnx-avx2" and quant["weights"].startswith("7-bit")
     assert quant["settings"]["reduce_range"] is True and quant["cpu"]["source"] == "host"
     assert result.validation.passed and result.validation.accuracy_drop <= 2.0
+
+
+@pytest.mark.parametrize("fmt", ["pte", "tflite"])
+def test_pt2e_recipe_quantizes_the_layers_and_keeps_layernorm_float(fmt, tiny_configs):
+    """Both quantizers honour the module-type configs: every nn.Linear reads dequantized int8, LayerNorm's own
+    mean linears read float (litert-torch's filter compares type strings, XNNPACK's classes)."""
+    import torch
+
+    from edgekit.calibration import load_calibration
+    from edgekit.models import prepare_model
+    from edgekit.transforms.quantize import configure_quantizer, pt2e_quantize, qualified_name
+
+    spec = prepare_model("vit_tiny", **tiny_configs["vit_tiny"])
+    if fmt == "pte":
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer as Quantizer,
+        )
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+
+        key = None
+    else:
+        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer as Quantizer
+        from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
+
+        key = qualified_name
+    recipe = choose_recipe(fmt, parse_cpuinfo(XEON_VNNI, "x86_64")).settings
+    quantizer = configure_quantizer(Quantizer(), get_symmetric_quantization_config(is_per_channel=True), recipe,
+                                    spec.module, key)  # fmt: skip
+    calibration = load_calibration(spec.input_specs, None, None, 4)
+    graph = pt2e_quantize(spec, quantizer, calibration, fold_quantize=False).graph
+    linears = [n for n in graph.nodes if n.target == torch.ops.aten.linear.default]
+    in_norm = lambda n: any("LayerNorm" in str(t) for _, t in n.meta.get("nn_module_stack", {}).values())  # noqa: E731
+    reads_int8 = lambda n: "dequantize" in str(n.args[0].target)  # noqa: E731
+    layers = [n for n in linears if not in_norm(n)]
+    norms = [n for n in linears if in_norm(n)]
+    assert layers and norms
+    assert all(reads_int8(n) for n in layers), [n.name for n in layers if not reads_int8(n)]
+    assert not any(reads_int8(n) for n in norms), [n.name for n in norms if reads_int8(n)]
+    adds = [n for n in graph.nodes if n.target == torch.ops.aten.add.Tensor]
+    assert adds and not any(all("dequantize" in str(a.target) for a in n.args if hasattr(a, "target")) for n in adds)
