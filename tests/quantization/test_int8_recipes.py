@@ -156,7 +156,7 @@ def test_pt2e_recipe_quantizes_the_layers_and_keeps_layernorm_float(fmt, tiny_co
         from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
 
         key = qualified_name
-    recipe = choose_recipe(fmt, parse_cpuinfo(XEON_VNNI, "x86_64")).settings
+    recipe = RECIPES.get({"pte": "pte-xnnpack", "tflite": "tflite-pt2e-layers"}[fmt]).settings
     quantizer = configure_quantizer(Quantizer(), get_symmetric_quantization_config(is_per_channel=True), recipe,
                                     spec.module, key)  # fmt: skip
     calibration = load_calibration(spec.input_specs, None, None, 4)
