@@ -20,8 +20,10 @@ from rich.table import Table
 
 from edgekit._native import quiet_toolchain_logs
 from edgekit.calibration import load_calibration
+from edgekit.cpu import host_cpu
 from edgekit.data import load_dataset
-from edgekit.exporters.onnx import DEFAULT_RECIPE, OnnxExporter, OrtQuantRecipe
+from edgekit.exporters.int8_recipes import OrtQuantRecipe, choose_recipe
+from edgekit.exporters.onnx import OnnxExporter
 from edgekit.exporters.pipeline import resolve_options
 from edgekit.inputs import make_inputs
 from edgekit.models import prepare_model
@@ -69,7 +71,7 @@ def study(spec, inputs, labels, calib_samples: int, console: Console, title: str
         console.log(f"{title}: {name}")
         got = _run(spec, recipe, options, inputs)
         accuracy = f"{np.mean(got.argmax(-1) == labels):.2%}" if labels is not None else "-"
-        marker = " (edgekit default)" if recipe == DEFAULT_RECIPE else ""
+        marker = " (edgekit's choice for this CPU)" if recipe == choose_recipe("onnx", host_cpu()).settings else ""
         table.add_row(
             name + marker, accuracy, f"{np.mean(got.argmax(-1) == reference.argmax(-1)):.1%}",
             f"{cosine(reference, got):.4f}", f"{np.abs(reference - got).max():.3g}",

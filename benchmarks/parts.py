@@ -17,10 +17,14 @@ from edgekit._native import quiet_toolchain_logs
 Part = Callable[[Path, int, int, Console, list], object]
 
 
-def run_parts(description: str, parts: dict[str, Part], default_out: str, default_runs: int) -> None:
+def run_parts(
+    description: str, parts: dict[str, Part], default_out: str, default_runs: int, default_parts: str | None = None
+) -> None:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", default=default_out)
-    parser.add_argument("--parts", default=",".join(parts), help=f"comma-separated: {', '.join(parts)}")
+    parser.add_argument(
+        "--parts", default=default_parts or ",".join(parts), help=f"comma-separated: {', '.join(parts)}"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=default_runs)
     parser.add_argument("--json", help="write every row as JSON")

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.cpu import CpuFeatures
+
 # dtypes a bundle may declare for a tensor; names follow numpy.
 DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
 
@@ -236,21 +238,30 @@ class Calibration:
 
 @dataclass(frozen=True)
 class QuantizationScheme:
-    """How an exporter quantized a graph: the tool, the weights' and activations' scheme in words, and the
-    tool-specific settings (``details``: a recipe, counts of nodes kept in float ...)."""
+    """How an exporter quantized a graph: the tool, the weights' and activations' scheme in words, the
+    tool-specific settings (``details``: the recipe's settings, counts of nodes kept in float ...), the
+    INT8 recipe's name and the CPU it was chosen for (``edgekit.exporters.int8_recipes``)."""
 
     tool: str
     weights: str
     activations: str
     details: dict[str, Any] = field(default_factory=dict)
+    recipe: str | None = None
+    cpu: CpuFeatures | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"tool": self.tool, "weights": self.weights, "activations": self.activations, **self.details}
+        chosen = {"recipe": self.recipe, "cpu": self.cpu.to_json() if self.cpu else None} if self.recipe else {}
+        return {"tool": self.tool, "weights": self.weights, "activations": self.activations, **self.details,
+                **chosen}  # fmt: skip
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> QuantizationScheme:
-        details = {k: v for k, v in data.items() if k not in ("tool", "weights", "activations")}
-        return cls(str(data["tool"]), str(data["weights"]), str(data["activations"]), details)
+        # bundles from before the recipe table kept the ONNX settings under "recipe" (a dict, not a name)
+        recipe = data.get("recipe") if isinstance(data.get("recipe"), str) else None
+        cpu = CpuFeatures.from_json(data["cpu"]) if recipe and data.get("cpu") else None
+        named = ("tool", "weights", "activations") + (("recipe", "cpu") if recipe else ())
+        details = {k: v for k, v in data.items() if k not in named}
+        return cls(str(data["tool"]), str(data["weights"]), str(data["activations"]), details, recipe, cpu)
 
 
 @dataclass(frozen=True)
@@ -268,6 +279,10 @@ class ExportOptions:
     # INT8 only: the observers' inputs (static) and the bar the quantized bundle must clear.
     calibration: Calibration | None = None
     quality: QualityGate = field(default_factory=QualityGate)
+    # INT8 only: the CPU the bundle will run on (the target's, else this machine's) and a recipe name that
+    # overrides the table's choice for it (edgekit.exporters.int8_recipes)
+    cpu: CpuFeatures | None = None
+    int8_recipe: str | None = None
 
     @property
     def quantized(self) -> bool:

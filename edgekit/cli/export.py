@@ -33,6 +33,10 @@ from edgekit.cli.options import parse_settings, set_option, tls_option, token_op
     type=click.Choice(["static", "dynamic"]),
     help="Quantize to INT8: static (calibrated activations, the default) or dynamic (weights only).",
 )
+@click.option(
+    "--int8-recipe",
+    help="Static INT8: a recipe by name instead of the one chosen for the CPU (see edgekit/exporters/int8_recipes.py).",
+)
 @click.option("--calib", type=click.Path(exists=True), help="Calibration inputs: .npy / .npz file or a folder of them.")
 @click.option("--calib-samples", default=128, show_default=True, help="Calibration samples used (static INT8).")
 @click.option(
@@ -50,8 +54,8 @@ from edgekit.cli.options import parse_settings, set_option, tls_option, token_op
 @token_option
 @set_option
 def export(
-    model, target, fmt, delegate, out_dir, weights, allow_mismatch, samples, no_fold, int8, calib, calib_samples,
-    max_accuracy_drop, streaming, chunk, verify_on, tls, token_file, settings,
+    model, target, fmt, delegate, out_dir, weights, allow_mismatch, samples, no_fold, int8, int8_recipe, calib,
+    calib_samples, max_accuracy_drop, streaming, chunk, verify_on, tls, token_file, settings,
 ) -> None:  # fmt: skip
     """Export MODEL (a built-in name, file.py:factory or package.module:factory) to a verified bundle."""
     from edgekit.exporters.pipeline import export as run_export
@@ -80,6 +84,7 @@ def export(
             streaming=streaming,
             chunk=chunk,
             verify_on=devices,
+            int8_recipe=int8_recipe,
         )
     ui.out.print(export_table(result))
     if not result.passed:
@@ -115,6 +120,9 @@ def export_table(result):
     if q is not None:
         table.add_row("precision", f"{q.precision} ({render.text(q.scheme.tool)})")
         table.add_row("weights / activations", f"{q.scheme.weights}; {q.scheme.activations}")
+        if q.scheme.recipe is not None:
+            cpu = q.scheme.cpu
+            table.add_row("int8 recipe", render.text(q.scheme.recipe + (f" for {cpu.summary()}" if cpu else "")))
         if q.calibration_source is not None:
             table.add_row("calibration", f"{q.calibration_samples} samples from {render.text(q.calibration_source)}")
     for name, entry in m.files.items():

@@ -74,13 +74,19 @@ class ExecuTorchExporter:
             get_symmetric_quantization_config,
         )
 
-        from edgekit.transforms.quantize import PT2E_SETTINGS, pt2e_quantize, pt2e_scheme
+        from edgekit.exporters.int8_recipes import pt2e_recipe_for
+        from edgekit.transforms.quantize import configure_quantizer, pt2e_quantize, pt2e_scheme
 
-        settings = PT2E_SETTINGS[options.precision]
-        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(**settings))
-        with stage("pte", f"quantizing to {options.precision} (PT2E, XNNPACKQuantizer)"):
+        recipe, settings = pt2e_recipe_for("pte", options)
+        config = get_symmetric_quantization_config(**settings)
+        if recipe is None:  # int8-dynamic: every linear / conv, as before
+            quantizer = XNNPACKQuantizer().set_global(config)
+        else:
+            quantizer = configure_quantizer(XNNPACKQuantizer(), config, recipe.settings, spec.module)
+        label = recipe.name if recipe else "dynamic"
+        with stage("pte", f"quantizing to {options.precision} (PT2E, XNNPACKQuantizer, {label})"):
             module = pt2e_quantize(spec, quantizer, options.calibration)
-        return module, pt2e_scheme("torchao PT2E + executorch XNNPACKQuantizer", settings)
+        return module, pt2e_scheme("torchao PT2E + executorch XNNPACKQuantizer", settings, recipe, options.cpu)
 
     @staticmethod
     def _partitioners(delegate: str | None) -> list:

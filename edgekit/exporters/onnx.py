@@ -7,7 +7,6 @@ the model's size (the format caps a single protobuf at 2 GB).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,47 +14,19 @@ import numpy as np
 import torch
 
 from edgekit.exporters.base import check_format_environment, require, stage
+from edgekit.exporters.int8_recipes import OrtQuantRecipe, choose_recipe
 from edgekit.models.layers import native_layer_norm
 from edgekit.models.spec import ModelSpec, SubGraph
 from edgekit.types import ExportOptions, GraphSpec, LoweredGraph, QuantizationScheme
-
-
-@dataclass(frozen=True)
-class OrtQuantRecipe:
-    """How ONNX Runtime's static QDQ quantizer is driven (``benchmarks/int8_onnx.py`` compares recipes).
-
-    ONNX Runtime's own defaults lost accuracy on ViTs here for two reasons, and the default below fixes both.
-    (1) On x86 CPUs without VNNI (this Zen 3) its int8 kernels multiply with VPMADDUBSW, whose int16 pair
-    sums saturate when weights use the full int8 range: 7-bit weights (``reduce_range``) took a trained
-    vit_digits from logit cosine 0.981 to 0.9995 (per-tensor weights, which rarely reach the range per
-    channel, 0.996). (2) It quantizes every tensor between layers too (residual adds, softmax, layer norm,
-    reshapes): on an untrained ViT whose logits differ by hundredths that took top-1 agreement to 8%;
-    quantizing only the layers with weights, as the PT2E quantizers of the other formats do, gave 100%.
-    Calibration method (MinMax / Percentile / Entropy) and symmetric activations moved little.
-    """
-
-    calibrate_method: str = "MinMax"  # MinMax, Percentile or Entropy
-    activation_symmetric: bool = False
-    # op types left in float
-    exclude_op_types: tuple[str, ...] = ()
-    # quantize only these op types (None: every op type ONNX Runtime can quantize, Add and Softmax included)
-    op_types: tuple[str, ...] | None = None
-    per_channel: bool = True
-    # 7-bit weights, against the int16 saturation of x86 int8 kernels without VNNI
-    reduce_range: bool = False
-
-    def to_json(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-DEFAULT_RECIPE = OrtQuantRecipe(reduce_range=True, op_types=("Conv", "Gemm", "MatMul"))
 
 
 class OnnxExporter:
     format: ClassVar[str] = "onnx"
     extra: ClassVar[str] = "export"
 
-    def __init__(self, recipe: OrtQuantRecipe = DEFAULT_RECIPE):
+    def __init__(self, recipe: OrtQuantRecipe | None = None):
+        """``recipe`` fixes the quantizer's settings (benchmarks compare them); None: the INT8 recipe table's
+        choice for the export's CPU (``int8_recipes.choose_recipe``)."""
         self.recipe = recipe
 
     def check_environment(self) -> None:
@@ -101,7 +72,8 @@ class OnnxExporter:
                 weights="int8 symmetric, per output channel",
                 activations="uint8 per tensor, quantized at run time (MatMul / Gemm / Conv inputs)",
             )
-        recipe = self.recipe
+        chosen = None if self.recipe else choose_recipe(self.format, options.cpu, options.int8_recipe)
+        recipe = self.recipe or chosen.settings
         excluded = []
         if recipe.exclude_op_types:
             graph = onnx.load(source, load_external_data=False).graph
@@ -114,22 +86,28 @@ class OnnxExporter:
                 quant_format=QuantFormat.QDQ,
                 per_channel=recipe.per_channel,
                 reduce_range=recipe.reduce_range,
-                activation_type=QuantType.QInt8,
+                activation_type=getattr(QuantType, recipe.activation_type),
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=excluded,
                 op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
                 use_external_data_format=True,
                 calibrate_method=getattr(CalibrationMethod, recipe.calibrate_method),
-                extra_options={"ActivationSymmetric": recipe.activation_symmetric},
+                extra_options={
+                    "ActivationSymmetric": recipe.activation_symmetric,
+                    "MatMulConstBOnly": recipe.matmul_const_b_only,
+                },  # fmt: skip
             )
         return QuantizationScheme(
             tool="onnxruntime.quantization.quantize_static (QDQ)",
             weights=("7-bit" if recipe.reduce_range else "int8")
             + (" symmetric, per output channel" if recipe.per_channel else " per tensor"),
-            activations=f"int8 per tensor ({'symmetric' if recipe.activation_symmetric else 'asymmetric'}), "
+            activations=f"{'u' if recipe.activation_type == 'QUInt8' else ''}int8 per tensor "
+            f"({'symmetric' if recipe.activation_symmetric else 'asymmetric'}), "
             f"{recipe.calibrate_method} ranges from calibration"
             + (f", at {', '.join(recipe.op_types)} only" if recipe.op_types else ""),
-            details={"recipe": recipe.to_json(), "nodes_left_float": len(excluded)},
+            details={"settings": recipe.to_json(), "nodes_left_float": len(excluded)},
+            recipe=chosen.name if chosen else "custom",
+            cpu=options.cpu,
         )
 
 

@@ -19,6 +19,7 @@ from edgekit.bundle import MANIFEST_NAME, describe_files, write_manifest
 from edgekit.calibration import DEFAULT_SAMPLES as DEFAULT_CALIBRATION_SAMPLES
 from edgekit.calibration import load_calibration
 from edgekit.errors import ConfigError, EdgekitError, UnsupportedOptionError, ValidationFailed
+from edgekit.exporters.int8_recipes import choose_recipe
 from edgekit.exporters.result import ExportResult
 from edgekit.exporters.verify import DeviceCheck, ExportJob, verification_for, verify
 from edgekit.formats import get_format
@@ -34,7 +35,7 @@ from edgekit.manifest import (
 )
 from edgekit.models import ModelSpec, prepare_model
 from edgekit.staging import StagedDirectory
-from edgekit.targets import get_target
+from edgekit.targets import get_target, target_cpu
 from edgekit.toolchain import edgekit_version, versions
 from edgekit.transforms.reparam import NORM_TYPES, FoldReport, fold_norms
 from edgekit.transforms.streaming import streaming_spec
@@ -54,8 +55,10 @@ def resolve_options(
     tolerance: Tolerance | None = None,
     precision: str | None = None,
     quality: QualityGate | None = None,
+    int8_recipe: str | None = None,
 ) -> ExportOptions:
-    """Target preset first, then explicit --format / --delegate / precision on top of it."""
+    """Target preset first, then explicit --format / --delegate / precision on top of it. The CPU an INT8
+    recipe is chosen for is the preset's device, else this machine; ``int8_recipe`` names one instead."""
     preset = get_target(target) if target else None
     fmt_name = format or (preset.format if preset else DEFAULT_FORMAT)
     fmt = get_format(fmt_name)
@@ -69,6 +72,11 @@ def resolve_options(
     precision = precision or (preset.precision if preset else "fp32")
     if precision not in PRECISIONS:
         raise UnsupportedOptionError("precision", precision, PRECISIONS)
+    cpu = target_cpu(target)
+    if int8_recipe is not None:
+        if precision != "int8":
+            raise UnsupportedOptionError(f"--int8-recipe with precision {precision}", int8_recipe, ["--int8 static"])
+        choose_recipe(fmt.name, cpu, int8_recipe)  # an unknown or other format's name fails here, before any work
     return ExportOptions(
         format=fmt.name,
         target=target,
@@ -78,6 +86,8 @@ def resolve_options(
         validation_samples=samples,
         tolerance=tolerance or Tolerance(),
         quality=quality or QualityGate(),
+        cpu=cpu,
+        int8_recipe=int8_recipe,
     )
 
 
@@ -102,6 +112,7 @@ def export(
     streaming: bool = False,
     chunk: int = 1,
     verify_on: Sequence[DeviceCheck] = (),
+    int8_recipe: str | None = None,
 ) -> ExportResult:
     """Export ``model`` to a verified bundle directory and return its result.
 
@@ -111,7 +122,8 @@ def export(
 
     ``precision="int8"`` quantizes statically with ``calib`` (a .npy / .npz file or folder; default: the
     model's own dataset) and judges the bundle by ``quality`` (held-out accuracy or top-1 agreement)
-    instead of the float tolerance; ``"int8-dynamic"`` quantizes weights only.
+    instead of the float tolerance; ``"int8-dynamic"`` quantizes weights only. The static recipe is the
+    table's choice for the target's CPU (``exporters/int8_recipes.py``) unless ``int8_recipe`` names one.
 
     ``streaming=True`` exports the model's streaming form instead: one graph that takes ``chunk`` frames plus
     the whole state and returns the predictions so far plus the new state (layout in ``extras.stream``),
@@ -121,7 +133,8 @@ def export(
     same inputs, the same rule) and records every result in ``Manifest.verified_on``; a device that disagrees
     fails the export like the host would.
     """
-    options = resolve_options(target, format, delegate, allow_mismatch, samples, tolerance, precision, quality)
+    options = resolve_options(target, format, delegate, allow_mismatch, samples, tolerance, precision, quality,
+                              int8_recipe)  # fmt: skip
     notify = on_stage or (lambda _msg: None)
     notify("building the model")
     spec = prepare_model(model, weights, **(config or {}))

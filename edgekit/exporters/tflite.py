@@ -57,13 +57,22 @@ class TFLiteExporter:
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
         from litert_torch.quantize.quant_config import QuantConfig
 
-        from edgekit.transforms.quantize import PT2E_SETTINGS, pt2e_quantize, pt2e_scheme
+        from edgekit.exporters.int8_recipes import pt2e_recipe_for
+        from edgekit.transforms.quantize import configure_quantizer, pt2e_quantize, pt2e_scheme, qualified_name
 
-        settings = PT2E_SETTINGS[options.precision]
-        quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(**settings))
+        recipe, settings = pt2e_recipe_for("tflite", options)
+        config = get_symmetric_quantization_config(**settings)
+        if recipe is None:  # int8-dynamic: every linear / conv, as before
+            quantizer = PT2EQuantizer().set_global(config)
+        else:
+            quantizer = configure_quantizer(PT2EQuantizer(), config, recipe.settings, spec.module, qualified_name)
+        label = recipe.name if recipe else "dynamic"
         # static INT8 files get int8 inputs and outputs; LiteRTRuntime converts at the boundary
-        with stage("tflite", f"quantizing to {options.precision} (PT2E, litert-torch PT2EQuantizer)"):
+        with stage("tflite", f"quantizing to {options.precision} (PT2E, litert-torch PT2EQuantizer, {label})"):
             # litert-torch folds the quantize ops itself during conversion
             module = pt2e_quantize(spec, quantizer, options.calibration, fold_quantize=False)
-        description = pt2e_scheme("torchao PT2E + litert-torch PT2EQuantizer", settings)
-        return module, {"quant_config": QuantConfig(pt2e_quantizer=quantizer)}, description
+        description = pt2e_scheme("torchao PT2E + litert-torch PT2EQuantizer", settings, recipe, options.cpu)
+        # QuantConfig reads only static vs dynamic from its quantizer's global config, which a recipe that
+        # quantizes chosen module types leaves unset: it gets one with the same config set globally
+        mode = PT2EQuantizer().set_global(config)
+        return module, {"quant_config": QuantConfig(pt2e_quantizer=mode)}, description

@@ -8,6 +8,7 @@ ranges into quantize / dequantize pairs that the format's lowering fuses into IN
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 
@@ -22,6 +23,45 @@ PT2E_SETTINGS = {
     "int8": {"is_per_channel": True},
     "int8-dynamic": {"is_per_channel": True, "is_dynamic": True},
 }
+
+
+@dataclass(frozen=True)
+class Pt2eRecipe:
+    """Settings of a PT2E quantizer (XNNPACK's or litert-torch's: both take module-type configs).
+
+    ``quantize_modules`` None: the quantizer's global config, every op it can annotate (linear, conv, add,
+    mul, cat ...). Otherwise only the ops traced inside modules whose class has one of these names
+    (``Linear``, ``Conv2d``: the layers with weights) are quantized, and everything between them stays float.
+    ``float_modules``: module classes (by name) whose ops stay float even under the global config.
+    """
+
+    per_channel: bool = True
+    quantize_modules: tuple[str, ...] | None = None
+    float_modules: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"per_channel": self.per_channel, "float_modules": list(self.float_modules),
+                "quantize_modules": None if self.quantize_modules is None else list(self.quantize_modules)}  # fmt: skip
+
+
+def configure_quantizer(quantizer, config, recipe: Pt2eRecipe, module: torch.nn.Module, type_key=None):
+    """``quantizer`` set up for ``recipe`` with ``config``; module classes are found in ``module`` by name
+    (several may share one, edgekit's LayerNorm and torch's: each is meant). ``type_key`` turns a class into
+    what the quantizer's module-type filter compares with the graph's ``nn_module_stack`` (litert-torch 0.x
+    compares the class itself with the strings torch.export records, so it is given the string)."""
+    key = type_key or (lambda t: t)
+
+    def classes(names) -> list:
+        return list(dict.fromkeys(key(type(m)) for m in module.modules() if type(m).__name__ in names))
+
+    if recipe.quantize_modules is None:
+        quantizer.set_global(config)
+        for module_type in classes(recipe.float_modules):
+            quantizer.set_module_type(module_type, None)
+        return quantizer
+    for module_type in classes(set(recipe.quantize_modules) - set(recipe.float_modules)):
+        quantizer.set_module_type(module_type, config)
+    return quantizer
 
 
 def pt2e_quantize(
@@ -42,12 +82,25 @@ def pt2e_quantize(
     return convert_pt2e(prepared, fold_quantize=fold_quantize)
 
 
-def pt2e_scheme(tool: str, settings: dict) -> QuantizationScheme:
-    """In words, for the manifest: the scheme a PT2E symmetric-quantization setting produces."""
+def pt2e_scheme(tool: str, settings: dict, recipe=None, cpu=None) -> QuantizationScheme:
+    """In words, for the manifest: the scheme a PT2E symmetric-quantization setting produces (``recipe``: the
+    Int8Recipe of a static export, with the CPU it was chosen for)."""
+    layers = recipe.settings.quantize_modules if recipe else None
     return QuantizationScheme(
         tool=tool,
         weights="int8 symmetric, per output channel" if settings.get("is_per_channel") else "int8 per tensor",
-        activations="int8 per tensor, quantized at run time"
-        if settings.get("is_dynamic")
-        else "int8 per tensor (asymmetric), ranges from calibration",
+        activations=(
+            "int8 per tensor, quantized at run time"
+            if settings.get("is_dynamic")
+            else "int8 per tensor (asymmetric), ranges from calibration"
+        )
+        + (f", at {' / '.join(layers)} layers only" if layers else ""),
+        details={"settings": recipe.settings.to_json()} if recipe else {},
+        recipe=recipe.name if recipe else None,
+        cpu=cpu if recipe else None,
     )
+
+
+def qualified_name(cls: type) -> str:
+    """A class as torch.export's ``nn_module_stack`` names it."""
+    return f"{cls.__module__}.{cls.__qualname__}"
