@@ -17,9 +17,11 @@ import pytest
 
 from edgekit.bundle import read_bundle
 from edgekit.data import load_dataset
+from edgekit.exporters.pipeline import export
 from edgekit.splitter import SplitCoordinator
 from edgekit.splitter.devices import DeviceSpec
 from edgekit.splitter.local import LocalWorker, start_local_worker
+from edgekit.splitter.remote_verify import DeviceRunner
 
 pytestmark = pytest.mark.arm64
 
@@ -109,8 +111,15 @@ def test_arm64_workers_in_namespaces_give_the_all_x86_answer(arm64_env, arm64_pl
             addresses = {w.name: w.address for w in arm_workers}
             assert all(a.startswith(f"{SUBNET}.") for a in addresses.values())
             got, health = _answers(arm64_plan, addresses, x)
+            # `edgekit export --verify-on`: a new export's verification, run again by the emulated device
+            device = arm_workers[0]
+            on_device = export("vit_digits", config={"depth": 1}, format="tflite", out_dir=tmp_path / "verified",
+                               samples=4, verify_on=[DeviceRunner(device.name, device.address)])  # fmt: skip
         finally:
             _stop(arm_workers)
+    (record,) = on_device.manifest.verified_on
+    assert record.machine == "aarch64" and record.validation.passed, record
+    assert record.validation.samples == on_device.validation.samples
     # the workers were emulated arm64 processes: they can load LiteRT and ONNX bundles, not ExecuTorch (no torch)
     for reply in health.values():
         assert set(reply.formats) == {"onnx", "tflite"}, reply.formats
