@@ -2,7 +2,7 @@
 coordinator here: the fused answer must equal the all-x86 answer (the same plan served by x86 workers).
 
 Every namespace, veth pair and address is made here and removed after the test (also when it fails):
-10.233.<i>.0/24 (not the netns tests' 10.231, so the two may run at once), nothing else is touched.
+10.235.<i>.0/24 (the netns tests use 10.231 and 10.233, so they may run at the same time); nothing else is touched.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from edgekit.splitter.remote_verify import DeviceRunner
 
 pytestmark = pytest.mark.arm64
 
-SUBNET = "10.233"
+SUBNET = "10.235"
 FORMATS = ("tflite", "onnx")  # one shard per arm64 runtime; ExecuTorch has no arm64 runtime here (README)
 SAMPLES = 12
 TIMEOUT = 60.0  # per coordinator call: an emulated inference is ~100x slower than a native one
