@@ -102,7 +102,11 @@ def test_a_cancelled_upload_leaves_nothing_behind(split_plan, worker_factory):
         held = HeldUpload(_shard_chunks(split_plan, shard))
         upload = pb_grpc.ShardWorkerStub(channel).Deploy.future(iter(held), timeout=60)
         assert held.started.wait(10)
-        assert any(p.name.startswith(STAGING_PREFIX) for p in worker.workdir.iterdir())  # it was receiving
+        # the client has sent its first chunk; the worker makes its staging directory as that chunk arrives
+        deadline = time.monotonic() + 10
+        while not any(p.name.startswith(STAGING_PREFIX) for p in worker.workdir.iterdir()):
+            assert time.monotonic() < deadline, "the worker never started receiving"
+            time.sleep(0.02)
         upload.cancel()
         held.release.set()
         deadline = time.monotonic() + 10
