@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,7 @@ def export(
     quality: QualityGate | None = None,
     streaming: bool = False,
     chunk: int = 1,
+    token_merge: str | Sequence[int] | None = None,
 ) -> ExportResult:
     """Export ``model`` to a verified bundle directory and return its result.
 
@@ -107,17 +108,29 @@ def export(
     ``streaming=True`` exports the model's streaming form instead: one graph that takes ``chunk`` frames plus
     the whole state and returns the predictions so far plus the new state (layout in ``extras.stream``),
     verified by streaming sequences through the bundle against the whole-sequence PyTorch model.
+
+    ``token_merge`` (e.g. ``[0, 4, 8]``, or ``"0,4,8"``) exports one graph per token-merge rate (``r0``, ``r4``
+    ...), each verified against the PyTorch model merging at that rate; with ``weights`` and a dataset, the
+    manifest records each rate's held-out accuracy (``extras.token_merge``), and ``edgekit.load(...,
+    budget_ms=...)`` picks the rate on the device.
     """
     options = resolve_options(target, format, delegate, allow_mismatch, samples, tolerance, precision, quality)
     notify = on_stage or (lambda _msg: None)
     notify("building the model")
     spec = prepare_model(model, weights, **(config or {}))
+    if token_merge is not None:
+        if streaming:
+            raise UnsupportedOptionError("--token-merge with", "--streaming", ["a whole-input export"])
+        from edgekit.models.token_merge_models import token_merge_spec
+
+        notify("building one graph per token-merge rate")
+        spec = token_merge_spec(spec, token_merge, evaluate=weights is not None)
     job = _job(spec, options, streaming, chunk, notify)
     if job.options.precision == "int8":
         notify("reading calibration data")
         calibration = load_calibration(job.spec.input_specs, calib, job.spec.dataset, calib_samples, options.seed)
         job = replace(job, options=replace(job.options, calibration=calibration))
-    label = (options.target or options.format) + ("-stream" if streaming else "")
+    label = (options.target or options.format) + ("-stream" if streaming else "") + ("-tome" if token_merge else "")
     destination = Path(out_dir) if out_dir else Path(f"{job.spec.name}-{label}")
     start = time.perf_counter()
     with StagedDirectory(destination, MANIFEST_NAME, "an edgekit bundle") as stage:
