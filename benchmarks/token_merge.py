@@ -2,7 +2,8 @@
 
 1. digits  — a ViT trained on scikit-learn's digits (8x8 images, 1x1 patches: 64 tokens + the class token,
              4 blocks of width 64); one multi-rate bundle per format; held-out accuracy of every rate's graph
-             with its runtime, top-1 agreement with the r = 0 graph, latency.
+             with its runtime, top-1 agreement with the r = 0 graph, latency. ``digits_torch``: the same
+             model's accuracy per rate in PyTorch, every even rate, no export.
 2. vit224  — vit_tiny at 224 (random weights: latency, FLOPs, agreement on random inputs; no accuracy);
              one bundle per format with every rate. ``vit224_pte`` / ``vit224_tflite`` / ``vit224_onnx`` only
              export (to run the slow exports in parallel); ``vit224`` reuses finished bundles.
@@ -38,14 +39,21 @@ RATES_224 = (0, 8, 15)
 EPOCHS = 30
 
 
+def finished(path: Path, rates: tuple[int, ...]):
+    """The manifest of a verified bundle at ``path`` with exactly ``rates``, else None."""
+    if not (path / "edgekit.json").exists():
+        return None
+    manifest = read_bundle(path).manifest
+    layout = manifest.extras.token_merge
+    return manifest if manifest.passed and layout and tuple(r.r for r in layout.rates) == tuple(rates) else None
+
+
 def bundle(name: str, out: Path, console: Console, **kwargs):
     """A finished bundle at ``out / name`` (reused when its rates match), else a fresh export."""
     path = out / name
-    if (path / "edgekit.json").exists():
-        manifest = read_bundle(path).manifest
-        layout = manifest.extras.token_merge
-        if manifest.passed and layout and tuple(r.r for r in layout.rates) == tuple(kwargs["token_merge"]):
-            return path, manifest
+    manifest = finished(path, kwargs["token_merge"])
+    if manifest is not None:
+        return path, manifest
     console.log(f"exporting {name}")
     result = export(out_dir=path, samples=2, **kwargs)
     return Path(result.bundle_dir), result.manifest
@@ -127,16 +135,59 @@ def digits_part(out: Path, rounds: int, runs: int, console: Console, rows: list)
     return _rows(manifests, latency, agreement, accuracy, rows, title)
 
 
+def digits_torch_part(out: Path, rounds: int, runs: int, console: Console, rows: list) -> Table:
+    """The trained model's accuracy and agreement per rate in PyTorch, without exporting (each format's graph
+    is verified against exactly these modules when it is exported)."""
+    import torch
+
+    from edgekit.models.token_merge import max_rate
+    from edgekit.models.token_merge_models import merging_module
+
+    spec = prepare_model("vit_digits", train(out, console), **DIGITS)
+    split = load_dataset("digits", tuple(spec.example_inputs[0].shape))
+    x = torch.from_numpy(split.x_test)
+    table = Table(title=f"vit_digits 1x1 patches, trained, PyTorch eager; {len(x)} held-out digits")
+    for c in ("r", "last MLP tokens", "MFLOPs", "FLOPs saved", "accuracy", "vs r=0 (pts)", "top-1 = r=0"):
+        table.add_column(c, justify="right")
+    base = None
+    for r in range(0, max_rate(65, 4, 1, True) + 1, 2):
+        module = merging_module(spec, r)
+        with torch.no_grad():
+            predicted = module(x).argmax(-1).numpy()
+        flops = replace_module(spec, module).flops()
+        if base is None:
+            base = (predicted, flops)
+        accuracy = float(np.mean(predicted == split.y_test))
+        acc0 = float(np.mean(base[0] == split.y_test))
+        agreement = float(np.mean(predicted == base[0]))
+        rows.append({"r": r, "flops": flops, "accuracy": accuracy, "top1_agreement": agreement,
+                     "mlp_tokens_last": module.mlp_tokens[-1]})  # fmt: skip
+        table.add_row(str(r), str(module.mlp_tokens[-1]), f"{flops / 1e6:.2f}", f"{base[1] / flops:.2f}x",
+                      f"{accuracy:.2%}", f"{100 * (accuracy - acc0):+.2f}", f"{agreement:.1%}")  # fmt: skip
+    return table
+
+
+def replace_module(spec, module):
+    from dataclasses import replace
+
+    return replace(spec, module=module)
+
+
 def _export_224(fmt: str, out: Path, console: Console):
     return bundle(f"vit_tiny224-{fmt}", out, console, model="vit_tiny", format=fmt, token_merge=RATES_224)
 
 
 def vit224_part(out: Path, rounds: int, runs: int, console: Console, rows: list) -> Table:
     manifests, paths = {}, {}
-    for fmt in FORMATS:
-        path, manifests[fmt] = _export_224(fmt, out, console)
-        paths.update({(fmt, r.graph): path for r in manifests[fmt].extras.token_merge.rates})
-    inputs = [s["image"] for s in make_inputs(manifests["pte"].graphs[0].inputs, 16, seed=1)]
+    for fmt in FORMATS:  # the exports run as parts of their own (slow, and parallel on a multi-core machine)
+        path = out / f"vit_tiny224-{fmt}"
+        manifest = finished(path, RATES_224)
+        if manifest is None:
+            console.log(f"[yellow]no finished {fmt} bundle at {path}: run --parts vit224_{fmt} first[/yellow]")
+            continue
+        manifests[fmt] = manifest
+        paths.update({(fmt, r.graph): path for r in manifest.extras.token_merge.rates})
+    inputs = [s["image"] for s in make_inputs(next(iter(manifests.values())).graphs[0].inputs, 16, seed=1)]
     agreement = {}
     for (fmt, graph), path in paths.items():
         agreement[fmt, graph] = float(np.mean(predictions(path, graph, inputs) == predictions(path, "r0", inputs)))
@@ -157,7 +208,12 @@ def _export_only(fmt: str):
 if __name__ == "__main__":
     run_parts(
         __doc__.split("\n")[0],
-        {"digits": digits_part, "vit224": vit224_part, **{f"vit224_{f}": _export_only(f) for f in FORMATS}},
+        {
+            "digits": digits_part,
+            "digits_torch": digits_torch_part,
+            "vit224": vit224_part,
+            **{f"vit224_{f}": _export_only(f) for f in FORMATS},
+        },  # fmt: skip
         "build/bench-token-merge",
         20,
     )
