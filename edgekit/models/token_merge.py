@@ -168,5 +168,7 @@ class BipartiteMerge(nn.Module):
 
 
 def _cat(*parts: torch.Tensor | None) -> torch.Tensor:
-    """Tokens concatenated, leaving out an absent part (no protected tokens)."""
-    return torch.cat([p for p in parts if p is not None], dim=1)
+    """Tokens concatenated, leaving out an absent part (no protected tokens); a lone part as it is, because
+    XNNPACK leaves a one-input cat outside the delegate."""
+    present = [p for p in parts if p is not None]
+    return present[0] if len(present) == 1 else torch.cat(present, dim=1)
