@@ -1,5 +1,6 @@
-"""The state a graph carries between calls, as the manifest records it: a stream's state slots and an
-encoder-decoder's KV cache. Plain values with their JSON form; numpy-free, so a manifest parses anywhere."""
+"""The state a graph carries between calls, as the manifest records it: a stream's state slots, an
+encoder-decoder's KV cache, and the alternative graphs of a token-merging bundle. Plain values with their JSON
+form; numpy-free, so a manifest parses anywhere."""
 
 from __future__ import annotations
 
@@ -118,6 +119,47 @@ class Seq2SeqLayout:
 
 
 @dataclass(frozen=True)
+class MergeRate:
+    """One graph of a token-merging bundle: ``r`` tokens merged per block, the tokens each block's MLP then sees,
+    and the held-out accuracy of that rate when the export had trained weights and a dataset."""
+
+    r: int
+    graph: str
+    mlp_tokens: tuple[int, ...]
+    accuracy: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"r": self.r, "graph": self.graph, "mlp_tokens": list(self.mlp_tokens), "accuracy": self.accuracy}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MergeRate:
+        accuracy = data.get("accuracy")
+        return cls(int(data["r"]), str(data["graph"]), tuple(int(n) for n in data["mlp_tokens"]),
+                   None if accuracy is None else float(accuracy))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TokenMergeLayout:
+    """A bundle with one graph per token-merge rate (``extras.token_merge``): alternatives of one model, chosen
+    at load time against a latency budget (``edgekit.load(bundle, budget_ms=...)``)."""
+
+    rates: tuple[MergeRate, ...]
+    dataset: str | None = None  # where the accuracies were measured (held-out split)
+    method: str = "bipartite soft matching, one-hot form (ToMe)"
+
+    def rate(self, graph: str) -> MergeRate:
+        return next(r for r in self.rates if r.graph == graph)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "dataset": self.dataset, "rates": [r.to_json() for r in self.rates]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TokenMergeLayout:
+        rates = tuple(MergeRate.from_json(r) for r in data["rates"])
+        return cls(rates, data.get("dataset"), str(data.get("method") or cls.method))
+
+
+@dataclass(frozen=True)
 class Extras:
     """Family-specific parts of a manifest: the layouts edgekit reads back, typed, and the rest kept as given
     (a decoder-only twin's prefill layout, a checkpoint's origin, a shard's classes ...)."""
@@ -125,6 +167,7 @@ class Extras:
     stream: StreamLayout | None = None
     seq2seq: Seq2SeqLayout | None = None
     other: dict[str, Any] = field(default_factory=dict)
+    token_merge: TokenMergeLayout | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = dict(self.other)
@@ -132,11 +175,14 @@ class Extras:
             out["stream"] = self.stream.to_json()
         if self.seq2seq is not None:
             out["seq2seq"] = self.seq2seq.to_json()
+        if self.token_merge is not None:
+            out["token_merge"] = self.token_merge.to_json()
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Extras:
-        other = {k: v for k, v in data.items() if k not in ("stream", "seq2seq")}
+        other = {k: v for k, v in data.items() if k not in ("stream", "seq2seq", "token_merge")}
         stream = StreamLayout.from_json(data["stream"]) if data.get("stream") else None
         seq2seq = Seq2SeqLayout.from_json(data["seq2seq"]) if data.get("seq2seq") else None
-        return cls(stream, seq2seq, other)
+        merge = TokenMergeLayout.from_json(data["token_merge"]) if data.get("token_merge") else None
+        return cls(stream, seq2seq, other, merge)

@@ -52,10 +52,16 @@ from edgekit.cli.options import parse_settings, set_option, tls_option, token_op
               help="Verify again on a worker: NAME=HOST:PORT or a NAME found over mDNS (repeatable).")  # fmt: skip
 @tls_option
 @token_option
+@click.option(
+    "--token-merge",
+    "token_merge",
+    metavar="R,R,...",
+    help="One graph per token-merge rate (tokens merged per block), e.g. 0,4,8,12 (vit_*, slab_*).",
+)
 @set_option
 def export(
     model, target, fmt, delegate, out_dir, weights, allow_mismatch, samples, no_fold, int8, int8_recipe, calib,
-    calib_samples, max_accuracy_drop, streaming, chunk, verify_on, tls, token_file, settings,
+    calib_samples, max_accuracy_drop, streaming, chunk, verify_on, tls, token_file, token_merge, settings,
 ) -> None:  # fmt: skip
     """Export MODEL (a built-in name, file.py:factory or package.module:factory) to a verified bundle."""
     from edgekit.exporters.pipeline import export as run_export
@@ -85,6 +91,7 @@ def export(
             chunk=chunk,
             verify_on=devices,
             int8_recipe=int8_recipe,
+            token_merge=token_merge,
         )
     ui.out.print(export_table(result))
     if not result.passed:
@@ -131,7 +138,14 @@ def export_table(result):
     if fold is not None and fold.skipped is None:
         detail = ", ".join(f"{k} x{n}" for k, n in fold.folded.items()) or "none present"
         table.add_row("norms folded", f"{fold.total} ({detail}); {fold.norms_left} left")
-    if len(m.graphs) > 1:
+    merge = m.extras.token_merge
+    if merge is not None:
+        for rate in merge.rates:
+            flops = m.graph(rate.graph).flops
+            accuracy = "" if rate.accuracy is None else f", accuracy {rate.accuracy:.2%}"
+            table.add_row(f"graph {rate.graph}", f"r={rate.r}, {render.count(flops or 0)}FLOPs, MLP tokens "
+                                                 f"{rate.mlp_tokens[0]}->{rate.mlp_tokens[-1]}{accuracy}")  # fmt: skip
+    elif len(m.graphs) > 1:
         table.add_row("graphs", ", ".join(g.name for g in m.graphs))
     stream = m.extras.stream
     if stream is not None:
@@ -171,7 +185,13 @@ def export_table(result):
 @click.option("--threads", type=int, help="Runtime threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outputs as JSON.")
 @click.option("--seed", default=0, help="Seed for --random.")
-def run(bundle, inputs, use_random, graph, threads, as_json, seed) -> None:
+@click.option(
+    "--budget-ms",
+    "budget_ms",
+    type=float,
+    help="Token-merging bundle: run the most accurate rate whose p90 on this device fits (timed once, cached).",
+)
+def run(bundle, inputs, use_random, graph, threads, as_json, seed, budget_ms) -> None:
     """Run a bundle (or a bare .pte/.tflite/.onnx file) on inputs and print the outputs."""
     from edgekit.bundle import MANIFEST_NAME, read_bundle
     from edgekit.errors import InputError
@@ -183,7 +203,7 @@ def run(bundle, inputs, use_random, graph, threads, as_json, seed) -> None:
     # A bundle is read (and its hashes checked) once; a bare model file has no manifest.
     source = read_bundle(bundle) if (Path(bundle) / MANIFEST_NAME).is_file() else bundle
     model = source.manifest.model if not isinstance(source, str) else None
-    with load(source, graph=graph, threads=threads) as runtime:
+    with load(source, graph=graph, threads=threads, budget_ms=budget_ms) as runtime:
         feed = (
             random_inputs(runtime.input_specs, seed) if use_random else inputs_from_files(runtime.input_specs, inputs)
         )
@@ -202,10 +222,13 @@ def run(bundle, inputs, use_random, graph, threads, as_json, seed) -> None:
                 k: {"shape": list(v.shape), "dtype": str(v.dtype), "values": v.tolist()} for k, v in outputs.items()
             },
             "top": top,
+            "budget": runtime.budget.to_json() if runtime.budget else None,
         }
         click.echo(json.dumps(payload))
         return
     ui = session()
+    if runtime.budget is not None:
+        ui.out.print(budget_table(runtime.budget))
     table = render.table(
         f"{render.text(bundle)} ({runtime.name}, {elapsed_ms:.2f} ms)",
         {"output": "left", "shape": "left", "dtype": "left", "min": "right", "max": "right", "mean": "right"},
@@ -224,6 +247,19 @@ def run(bundle, inputs, use_random, graph, threads, as_json, seed) -> None:
         for i, row in enumerate(top, 1):
             ranking.add_row(str(i), render.text(row["class"]), f"{row['probability']:.4f}")
         ui.out.print(ranking)
+
+
+def budget_table(choice):
+    """Every rate's p50 / p90 on this device and which one the budget chose."""
+    source = "cached for this device" if choice.cached else "measured now"
+    table = render.table(f"budget {choice.budget_ms:g} ms: {choice.graph} ({source})",
+                         {"graph": "left", "r": "right", "p50 ms": "right", "p90 ms": "right", "accuracy": "right",
+                          "": "left"})  # fmt: skip
+    for t in choice.timings:
+        mark = ("chosen" if choice.fits else "chosen (fastest; none fits)") if t.graph == choice.graph else ""
+        accuracy = "-" if t.accuracy is None else f"{t.accuracy:.2%}"
+        table.add_row(t.graph, str(t.r), f"{t.p50_ms:.3f}", f"{t.p90_ms:.3f}", accuracy, mark)
+    return table
 
 
 def top_k(outputs: dict[str, np.ndarray], class_names: tuple[str, ...] | None, k: int = 5) -> list[dict] | None:

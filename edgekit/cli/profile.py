@@ -48,6 +48,9 @@ def profile_command(bundle, runs, duration, warmup, threads, energy, idle_second
             result = profile(bundle, runs=runs, warmup=warmup, duration=duration, threads=threads, energy=energy,
                              idle_seconds=idle_seconds, device=device)  # fmt: skip
     ui.out.print(report.profile_table(result))
+    merge = _merge_rates(bundle, result)
+    if merge is not None:
+        ui.out.print(merge[1])
     for g in result.graphs:
         if g.energy:
             ui.out.print(f"energy ({g.graph}): {g.energy.source}: {render.text(g.energy.detail)}", soft_wrap=True)
@@ -65,7 +68,15 @@ def profile_command(bundle, runs, duration, warmup, threads, energy, idle_second
         Path(json_path).write_text(json.dumps(result.to_json(), indent=2))
     if csv_path:
         report.write_csv(result, csv_path)
-    if plot_path:
+    if plot_path and merge is not None:  # the curve at the path asked for, the latency plots beside it
+        from edgekit.profiling.rates import plot_rates
+
+        plot_rates(merge[0], plot_path, f"{result.model} ({result.format}): token-merge rates")
+        latency_path = Path(plot_path).with_name(f"{Path(plot_path).stem}-latency{Path(plot_path).suffix or '.png'}")
+        report.plot(result, latency_path)
+        ui.out.print(f"accuracy-latency curve -> {render.text(plot_path)}, latency plots -> "
+                     f"{render.text(str(latency_path))}", soft_wrap=True)  # fmt: skip
+    elif plot_path:
         report.plot(result, plot_path)
 
 
@@ -82,6 +93,20 @@ def _profile_remote(bundle, target, tls, token_file, runs, warmup, duration, thr
     settings = ProfileSettings(runs, warmup, duration, threads, energy, idle_seconds)
     with session().err.status(f"profiling on {name} ({address})", spinner="dots"):
         return profile_on(bundle, name, address, auth, settings)
+
+
+def _merge_rates(bundle, result):
+    """(rows, table) of a token-merging bundle's rates, or None for any other bundle."""
+    from edgekit.bundle import read_bundle
+    from edgekit.profiling.rates import rate_rows, rate_table
+
+    manifest = read_bundle(bundle, verify=False).manifest  # profile() has checked the hashes
+    layout = manifest.extras.token_merge
+    if layout is None:
+        return None
+    rows = rate_rows(result, layout, {g.name: g.flops for g in manifest.graphs})
+    where = f", accuracy on {layout.dataset} held-out" if layout.dataset else ""
+    return rows, rate_table(rows, f"token-merge rates (speed-up: p50 against r={rows[0].r}{where})")
 
 
 @click.command()

@@ -113,6 +113,7 @@ def export(
     chunk: int = 1,
     verify_on: Sequence[DeviceCheck] = (),
     int8_recipe: str | None = None,
+    token_merge: str | Sequence[int] | None = None,
 ) -> ExportResult:
     """Export ``model`` to a verified bundle directory and return its result.
 
@@ -132,12 +133,23 @@ def export(
     ``verify_on`` runs the same verification again on each device (a worker: the bundle deployed there, the
     same inputs, the same rule) and records every result in ``Manifest.verified_on``; a device that disagrees
     fails the export like the host would.
+    ``token_merge`` (e.g. ``[0, 4, 8]``, or ``"0,4,8"``) exports one graph per token-merge rate (``r0``, ``r4``
+    ...), each verified against the PyTorch model merging at that rate; with ``weights`` and a dataset, the
+    manifest records each rate's held-out accuracy (``extras.token_merge``), and ``edgekit.load(...,
+    budget_ms=...)`` picks the rate on the device.
     """
     options = resolve_options(target, format, delegate, allow_mismatch, samples, tolerance, precision, quality,
                               int8_recipe)  # fmt: skip
     notify = on_stage or (lambda _msg: None)
     notify("building the model")
     spec = prepare_model(model, weights, **(config or {}))
+    if token_merge is not None:
+        if streaming:
+            raise UnsupportedOptionError("--token-merge with", "--streaming", ["a whole-input export"])
+        from edgekit.models.token_merge_models import token_merge_spec
+
+        notify("building one graph per token-merge rate")
+        spec = token_merge_spec(spec, token_merge, evaluate=weights is not None)
     job = _job(spec, options, streaming, chunk, notify)
     if verify_on and not verification_for(job).on_device:
         raise UnsupportedOptionError("--verify-on for this export", verification_for(job).name,
@@ -146,7 +158,7 @@ def export(
         notify("reading calibration data")
         calibration = load_calibration(job.spec.input_specs, calib, job.spec.dataset, calib_samples, options.seed)
         job = replace(job, options=replace(job.options, calibration=calibration))
-    label = (options.target or options.format) + ("-stream" if streaming else "")
+    label = (options.target or options.format) + ("-stream" if streaming else "") + ("-tome" if token_merge else "")
     destination = Path(out_dir) if out_dir else Path(f"{job.spec.name}-{label}")
     start = time.perf_counter()
     with StagedDirectory(destination, MANIFEST_NAME, "an edgekit bundle") as stage:

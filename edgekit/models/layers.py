@@ -111,16 +111,28 @@ class Attention(nn.Module):
         return gates.reshape(self.heads, b, n).transpose(0, 1).reshape(b * self.heads, n, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attend(x)[0]
+
+    def attend(self, x: torch.Tensor, log_size: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block output and the keys (B, N, heads * head_dim), which token merging matches on.
+
+        ``log_size`` (B, N, 1), the log of how many patches each token stands for, is added to every query's
+        logit for that key (ToMe's proportional attention); None leaves the plain attention, op for op.
+        """
         b, n, _ = x.shape
         q = self._split_heads(self.q(x)) * self.scale
-        k = self._split_heads(self.k(x))
+        keys = self.k(x)
+        k = self._split_heads(keys)
         v = self._split_heads(self.v(x))
-        attn = self._probabilities(torch.bmm(q, k.transpose(1, 2)))  # (B*H, N, N)
+        logits = torch.bmm(q, k.transpose(1, 2))  # (B*H, N, N)
+        if log_size is not None:  # 4-D so that one bias row serves every head of its image
+            logits = (logits.reshape(b, self.heads, n, n) + log_size.reshape(b, 1, 1, n)).reshape(b * self.heads, n, n)
+        attn = self._probabilities(logits)
         out = torch.bmm(attn, v)  # (B*H, N, D)
         if self.attention == "gated":
             out = out * self._gate(x)
         out = out.reshape(b, self.heads, n, self.head_dim).transpose(1, 2).reshape(b, n, self.heads * self.head_dim)
-        return self.proj(out)
+        return self.proj(out), keys
 
 
 class Mlp(nn.Module):

@@ -53,6 +53,10 @@ class SimplifiedLinearAttention(nn.Module):
         self.register_buffer("_token_mean", torch.full((1, n), 1.0 / n), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attend(x)[0]
+
+    def attend(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block output and the keys (B, N, C), which token merging matches on."""
         b, n, c = x.shape
         h, d = self.heads, self.head_dim
         qkv = self.qkv(x)
@@ -61,7 +65,8 @@ class SimplifiedLinearAttention(nn.Module):
             return t.reshape(b, n, h, d).transpose(1, 2).reshape(b * h, n, d)
 
         q = heads_first(F.relu(qkv[..., :c]))
-        k = heads_first(F.relu(qkv[..., c : 2 * c] + self.pos))
+        keys = F.relu(qkv[..., c : 2 * c] + self.pos)
+        k = heads_first(keys)
         v = heads_first(qkv[..., 2 * c :])
         kv = torch.bmm(k.transpose(1, 2), v) * self.inv_tokens  # (B*H, D, D); a Python float, not n from .shape
         k_mean = F.linear(k.transpose(1, 2), self._token_mean)  # (B*H, D, 1)
@@ -69,7 +74,7 @@ class SimplifiedLinearAttention(nn.Module):
         out = torch.bmm(q, kv) / (torch.bmm(q, k_mean) + self.eps)  # (B*H, N, D) / (B*H, N, 1)
         local = self.dwc(v.transpose(1, 2).reshape(b * h, d, self.grid, self.grid)).reshape(b * h, d, n)
         out = out + local.transpose(1, 2)
-        return self.proj(out.reshape(b, h, n, d).transpose(1, 2).reshape(b, n, c))
+        return self.proj(out.reshape(b, h, n, d).transpose(1, 2).reshape(b, n, c)), keys
 
 
 class SLABBlock(nn.Module):
@@ -112,9 +117,15 @@ class SLABDeiT(nn.Module):
         self.head = nn.Linear(dim, num_classes)
         self.apply(init_linear_weights)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed  # (B, N, C)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed  # (B, N, C)
-        tokens = self.norm(self.blocks(tokens))
+        return self.pool(self.blocks(self.embed(x)))
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The mean of the last block's tokens over the grid, (B, C)."""
+        tokens = self.norm(tokens)
         b, n, c = tokens.shape
         grid = tokens.transpose(1, 2).reshape(b, c, self.grid, self.grid)
         return grid.mean(dim=(2, 3), keepdim=True).flatten(1)

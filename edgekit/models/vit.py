@@ -53,15 +53,21 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(dim, num_classes)
         self.apply(init_linear_weights)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled (class-token) feature, (B, dim)."""
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The tokens the first block sees: class token first, then the patches, positions added (B, 1 + N, dim)."""
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, N, dim)
         # Prepending the class token by padding a zero row and adding (cls + pos) is exact and, unlike
         # cat(cls.expand(B, ...)), leaves no expand op outside the XNNPACK delegate.
         start = F.pad(self.cls_token, (0, 0, 0, self.num_patches))
-        tokens = F.pad(tokens, (0, 0, 1, 0)) + (self.pos_embed + start)
-        tokens = self.norm(self.blocks(tokens))
-        return tokens[:, :1].flatten(1)
+        return F.pad(tokens, (0, 0, 1, 0)) + (self.pos_embed + start)
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The pooled (class-token) feature of the last block's tokens, (B, dim)."""
+        return self.norm(tokens)[:, :1].flatten(1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled (class-token) feature, (B, dim)."""
+        return self.pool(self.blocks(self.embed(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

@@ -8,18 +8,37 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgekit.bundle import MANIFEST_NAME, Bundle, read_bundle
-from edgekit.errors import BundleError
+from edgekit.errors import BundleError, InputError
 from edgekit.formats import FORMATS, format_for_suffix, get_format
 from edgekit.runtimes.base import Runtime, check_inputs
+from edgekit.runtimes.budget import LatencyProbe, choose_graph
 
 __all__ = ["Runtime", "check_inputs", "load", "load_bundle_graphs"]
 
 
-def load(path: str | Path | Bundle, graph: str | None = None, threads: int | None = None) -> Runtime:
+def load(
+    path: str | Path | Bundle,
+    graph: str | None = None,
+    threads: int | None = None,
+    budget_ms: float | None = None,
+    probe: LatencyProbe | None = None,
+    cache_dir: str | Path | None = None,
+) -> Runtime:
     """A runtime for one graph of a bundle directory, or for a bare ``.pte`` / ``.tflite`` / ``.onnx`` file.
 
-    A bundle's manifest and file hashes are checked before any native code reads the model.
+    A bundle's manifest and file hashes are checked before any native code reads the model. ``budget_ms``
+    (a token-merging bundle): time every rate's graph on this device, or read this device's cached timing,
+    and open the most accurate one whose p90 fits (:mod:`edgekit.runtimes.budget`); the runtime's ``budget``
+    says which and why. ``probe`` and ``cache_dir`` change how and where that timing is done and kept.
     """
+    if budget_ms is not None:
+        if graph is not None:
+            raise InputError("give a graph or a latency budget, not both: the budget chooses the graph")
+        bundle = path if isinstance(path, Bundle) else read_bundle(path)
+        choice = choose_graph(bundle, budget_ms, lambda name: load(bundle, name, threads), threads, probe, cache_dir)
+        runtime = load(bundle, choice.graph, threads)
+        runtime.budget = choice
+        return runtime
     if isinstance(path, Bundle):
         bundle = path
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from edgekit._native import captured_output
 from edgekit.bundle import Bundle
 from edgekit.errors import BundleError, EdgekitError, InputError
 from edgekit.types import GraphSpec, TensorSpec
+
+if TYPE_CHECKING:
+    from edgekit.runtimes.budget import BudgetChoice
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,8 @@ class Runtime:
     backend: str = ""
     # top-level packages the runtime needs, for a check that imports nothing; "a|b" means either will do
     native_packages: ClassVar[tuple[str, ...]] = ()
+    # set by load(..., budget_ms=...): which graph of a token-merging bundle was chosen, and the timings
+    budget: BudgetChoice | None = None
 
     def __init__(self, model_file: Path, graph: GraphSpec | None, threads: int | None = None):
         self.model_file = Path(model_file)
