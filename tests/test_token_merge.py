@@ -162,8 +162,7 @@ def merge_bundles(tmp_path_factory) -> MergeBundles:
 
 # The three-rate .pte lowers three ViTs through XNNPACK (minutes on this machine): with the slow tests, like tflite;
 # the default suite keeps the ONNX bundle, which the budget tests share.
-@pytest.mark.parametrize("fmt", [pytest.param("pte", marks=pytest.mark.slow), pytest.param("tflite", marks=pytest.mark.slow),
-                                 "onnx"])  # fmt: skip
+@pytest.mark.parametrize("fmt", [*(pytest.param(f, marks=pytest.mark.slow) for f in ("pte", "tflite")), "onnx"])
 def test_every_rate_is_verified_in_the_bundle(merge_bundles, fmt):
     from edgekit import runtimes
     from edgekit.inputs import make_inputs
