@@ -7,11 +7,6 @@ Every namespace, veth pair and address is made here and removed after the test (
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 
@@ -22,6 +17,7 @@ from edgekit.splitter import SplitCoordinator
 from edgekit.splitter.devices import DeviceSpec
 from edgekit.splitter.local import LocalWorker, start_local_worker
 from edgekit.splitter.remote_verify import DeviceRunner
+from tests.helpers.netns import namespaces
 
 pytestmark = pytest.mark.arm64
 
@@ -32,34 +28,6 @@ TIMEOUT = 60.0  # per coordinator call: an emulated inference is ~100x slower th
 # the namespaces are this test's own private network: no certificates, and nothing to announce over mDNS
 WORKER_FLAGS = ("--threads", "1", "--insecure", "--no-announce")
 READY_SECONDS = 180.0  # an emulated worker imports grpc and numpy before it listens
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
-
-
-@contextmanager
-def namespaces(count: int) -> Iterator[list[tuple[str, str]]]:
-    """(namespace, worker address) per simulated device, each on its own /24 behind a veth pair."""
-    tag = f"eka{os.getpid() % 100000}"
-    made: list[tuple[str, str]] = []
-    try:
-        for i in range(count):
-            ns, host_if, ns_if = f"{tag}-{i}", f"{tag}h{i}", f"{tag}n{i}"
-            _ip("netns", "add", ns)
-            made.append((ns, host_if))
-            _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-            _ip("link", "set", ns_if, "netns", ns)
-            _ip("addr", "add", f"{SUBNET}.{i}.1/24", "dev", host_if)
-            _ip("link", "set", host_if, "up")
-            _ip("netns", "exec", ns, "ip", "addr", "add", f"{SUBNET}.{i}.2/24", "dev", ns_if)
-            _ip("netns", "exec", ns, "ip", "link", "set", ns_if, "up")
-            _ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
-        yield [(ns, f"{SUBNET}.{i}.2") for i, (ns, _) in enumerate(made)]
-    finally:
-        for ns, host_if in made:
-            subprocess.run(["ip", "link", "del", host_if], capture_output=True, timeout=30)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +67,10 @@ def test_arm64_workers_in_namespaces_give_the_all_x86_answer(arm64_env, arm64_pl
         want, _ = _answers(arm64_plan, {w.name: w.address for w in x86_workers}, x)
     finally:
         _stop(x86_workers)
-    with namespaces(len(devices)) as hosts:
+    with namespaces(len(devices), subnet=SUBNET, tag="eka") as hosts:
         arm_workers = []
         try:
-            for device, (ns, address) in zip(devices, hosts, strict=True):
+            for device, (ns, _, address) in zip(devices, hosts, strict=True):
                 arm_workers.append(
                     start_local_worker(device, tmp_path / f"arm64-{device}", *WORKER_FLAGS,
                                        python=str(arm64_env.shim), host=address, port=50051,

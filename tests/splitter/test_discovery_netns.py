@@ -16,8 +16,8 @@ import pytest
 
 from edgekit.fleet.ca import load_identity
 from edgekit.splitter.local import start_local_worker
+from tests.helpers.netns import bridged
 from tests.splitter.conftest import EDGEKIT
-from tests.splitter.test_netns import bridged
 
 pytestmark = pytest.mark.netns
 

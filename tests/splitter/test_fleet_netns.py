@@ -14,8 +14,8 @@ from edgekit.data import load_dataset
 from edgekit.fleet.auth import ClientAuth
 from edgekit.splitter import SplitCoordinator
 from edgekit.splitter.local import start_local_worker
+from tests.helpers.netns import namespaces
 from tests.splitter.conftest import EDGEKIT
-from tests.splitter.test_netns import namespaces
 from tests.splitter.test_workers import _local_predictions
 
 pytestmark = pytest.mark.netns
