@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from edgekit._native import quiet_toolchain_logs
+from tests.helpers.runtime_env import runtime_env  # noqa: F401  (the torch-free device environment, a fixture)
 
 # Every registered model needs a tiny configuration here: the round-trip test is parametrized over
 # the registry and fails for a model without one (tests/test_roundtrip.py::test_every_model_has_a_tiny_config).

@@ -8,23 +8,9 @@ import sys
 import textwrap
 
 import numpy as np
-from click.testing import CliRunner
 
 from edgekit.bundle import MANIFEST_NAME
-from edgekit.cli import cli
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def assert_user_error(result, *fragments: str, code: int = 2):
-    assert result.exit_code == code, (result.exit_code, result.output)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr  # one line, no traceback
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from tests.helpers.cli import assert_user_error, invoke
 
 
 def test_version():

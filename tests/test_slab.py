@@ -9,7 +9,7 @@ from edgekit.models.slab import PRepBN, SimplifiedLinearAttention
 from edgekit.training import train_classifier
 from edgekit.transforms.reparam import fold_norms
 from tests.conftest import TINY_CONFIGS
-from tests.test_reparam import randomize_norms
+from tests.helpers.norms import randomize_norms
 
 
 def reference_sla(attn: SimplifiedLinearAttention, x: torch.Tensor) -> torch.Tensor:

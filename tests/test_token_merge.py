@@ -262,7 +262,7 @@ def test_the_most_accurate_fitting_rate_wins():
 
 
 def test_cli_runs_within_a_budget_and_profiles_the_curve(merge_bundles, tmp_path):
-    from tests.test_cli import assert_user_error, invoke
+    from tests.helpers.cli import assert_user_error, invoke
 
     bundle = merge_bundles.get("onnx").bundle_dir
     result = invoke("run", bundle, "--random", "--budget-ms", "10000", "--json")

@@ -20,7 +20,7 @@ from edgekit.generation.torch_runner import TorchSeq2SeqRunner
 from edgekit.models import resolve_model
 from edgekit.models.t5 import T5Config, bucket_table, relative_buckets
 from tests.generation.checkpoints import hf_model
-from tests.test_cli import assert_user_error, invoke
+from tests.helpers.cli import assert_user_error, invoke
 
 PROMPTS = ["the red cat sat on the mat", "one two three", "", "blue dog zebra"]  # "zebra": an unknown word
 

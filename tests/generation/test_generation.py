@@ -12,7 +12,7 @@ from edgekit.generation.tasks import TASKS
 from edgekit.generation.tokenizer import ByteTokenizer
 from edgekit.generation.torch_runner import TorchSeq2SeqRunner
 from edgekit.models.seq2seq import EncoderDecoder
-from tests.generation.test_seq2seq_model import TINY
+from tests.helpers.seq2seq import TINY
 
 
 def test_byte_tokenizer_round_trips_any_text():

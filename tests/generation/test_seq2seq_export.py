@@ -16,7 +16,7 @@ from edgekit.generation.tasks import TASKS
 from edgekit.generation.torch_runner import TorchSeq2SeqRunner
 from edgekit.models import prepare_model
 from tests.generation.bundles import CONFIG, PAIRS
-from tests.test_cli import assert_user_error, invoke
+from tests.helpers.cli import assert_user_error, invoke
 
 FORMAT_NAMES = FORMATS.names()
 PROMPTS = [s for s, _ in TASKS.get("reverse").examples(6, seed=99)] + ["", "a"]

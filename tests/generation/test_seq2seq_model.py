@@ -7,9 +7,7 @@ import torch
 
 from edgekit.models.encdec_blocks import apply_rotary, rotary, rotate_half_weight
 from edgekit.models.seq2seq import EncoderDecoder, Seq2SeqConfig
-
-TINY = Seq2SeqConfig(d_model=32, encoder_layers=2, decoder_layers=2, heads=4, kv_heads=2, head_dim=8, ffn_dim=64,
-                     max_source=12, max_target=10)  # fmt: skip
+from tests.helpers.seq2seq import TINY
 
 
 @pytest.mark.parametrize("kv_heads", [1, 2, 4])  # multi-query, grouped, multi-head

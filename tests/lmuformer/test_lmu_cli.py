@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from edgekit.data import load_dataset
-from tests.test_cli import assert_user_error, invoke
+from tests.helpers.cli import assert_user_error, invoke
 
 
 def test_export_streaming_then_stream_a_digit(lmu, tmp_path):

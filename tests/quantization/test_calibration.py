@@ -11,7 +11,7 @@ import pytest
 from edgekit.calibration import load_calibration
 from edgekit.errors import InputError
 from edgekit.types import TensorSpec
-from tests.test_cli import assert_user_error, invoke
+from tests.helpers.cli import assert_user_error, invoke
 
 IMAGE = (TensorSpec("image", (1, 1, 8, 8)),)
 

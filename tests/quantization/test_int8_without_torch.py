@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekit import runtimes
-from tests.test_runtime_only import _run, runtime_env  # noqa: F401  (the fixture)
+from tests.helpers.runtime_env import _run
 
 pytestmark = pytest.mark.runtime_env
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.test_cli import assert_user_error, invoke
+from tests.helpers.cli import assert_user_error, invoke
 
 DEVICES = """
 devices:

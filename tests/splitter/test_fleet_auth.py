@@ -23,8 +23,8 @@ from edgekit.fleet.auth import ClientAuth
 from edgekit.fleet.ca import fingerprint, issue, load_identity
 from edgekit.splitter import SplitCoordinator
 from edgekit.splitter.wire import encode, proto
+from tests.helpers.workers import local_predictions as _local_predictions
 from tests.splitter.conftest import EDGEKIT, WorkerPool, addresses
-from tests.splitter.test_workers import _local_predictions
 
 pytestmark = pytest.mark.workers
 

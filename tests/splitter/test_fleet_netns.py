@@ -15,8 +15,8 @@ from edgekit.fleet.auth import ClientAuth
 from edgekit.splitter import SplitCoordinator
 from edgekit.splitter.local import start_local_worker
 from tests.helpers.netns import namespaces
+from tests.helpers.workers import local_predictions as _local_predictions
 from tests.splitter.conftest import EDGEKIT
-from tests.splitter.test_workers import _local_predictions
 
 pytestmark = pytest.mark.netns
 

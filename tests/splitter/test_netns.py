@@ -17,7 +17,7 @@ from edgekit.errors import WorkerError
 from edgekit.splitter import SplitCoordinator
 from edgekit.splitter.local import start_local_worker
 from tests.helpers.netns import ip, namespaces
-from tests.splitter.test_workers import _local_predictions
+from tests.helpers.workers import local_predictions as _local_predictions
 
 pytestmark = pytest.mark.netns
 

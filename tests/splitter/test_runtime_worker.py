@@ -12,8 +12,7 @@ from edgekit.runtimes import load
 from edgekit.splitter import SplitCoordinator
 from edgekit.splitter.local import start_local_worker
 from edgekit.splitter.wire import decode, encode, proto
-from tests.splitter.test_workers import _deploy_raw
-from tests.test_runtime_only import runtime_env  # noqa: F401  (the fixture that builds .venv-runtime)
+from tests.helpers.workers import deploy_raw as _deploy_raw
 
 pytestmark = [pytest.mark.runtime_env, pytest.mark.workers]
 

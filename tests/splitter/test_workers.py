@@ -18,6 +18,7 @@ from edgekit.runtimes import load
 from edgekit.splitter import SplitCoordinator
 from edgekit.splitter.coordinator import parse_workers
 from edgekit.splitter.wire import encode, proto
+from tests.helpers.workers import deploy_raw, local_predictions
 from tests.splitter.conftest import EDGEKIT, addresses
 
 pytestmark = pytest.mark.workers
@@ -30,15 +31,6 @@ def test_split(split_plan):
     return load_dataset("digits", tuple(split_plan.input["shape"]))
 
 
-def _local_predictions(plan, x):
-    """The same shards run in this process with their runtimes, fused here."""
-    features = []
-    for shard in plan.shards:
-        with load(plan.verify_shard(shard)) as runtime:
-            features.append(np.concatenate([runtime.run(x[i : i + 1])["features"] for i in range(len(x))]))
-    return plan.load_fusion().logits(features)
-
-
 def test_split_inference_across_worker_processes_matches_local_fusion(split_plan, shared_workers, test_split):
     plan_workers = shared_workers
     x, y = test_split.x_test[:40], test_split.y_test[:40]
@@ -49,7 +41,7 @@ def test_split_inference_across_worker_processes_matches_local_fusion(split_plan
         assert {h.worker for h in health.values()} == set(plan_workers)
         assert all(h.pid != os.getpid() for h in health.values())
         evaluation = coordinator.evaluate(x, y)
-    local = _local_predictions(split_plan, x)
+    local = local_predictions(split_plan, x)
     assert evaluation.accuracy == pytest.approx(float((local.argmax(-1) == y).mean()))
     assert evaluation.degraded_samples == 0
     rows = evaluation.per_worker()
@@ -67,7 +59,7 @@ def test_single_input_logits_equal_local_fusion(split_plan, shared_workers, test
             coordinator.infer(np.zeros((1, 8, 8), np.float32))
         with pytest.raises(InputError, match="float32"):
             coordinator.infer(x.astype(np.float64))
-    np.testing.assert_allclose(output.logits, _local_predictions(split_plan, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(output.logits, local_predictions(split_plan, x), rtol=1e-5, atol=1e-5)
     assert not output.degraded and len(output.calls) == len(split_plan.shards)
 
 
@@ -161,7 +153,7 @@ def test_worker_rejects_malformed_requests(split_plan, worker_factory):
     worker = worker_factory("strict", "--max-message-mb", "1")
     shard = next(s for s in split_plan.shards if s.format == "onnx")
     good = np.zeros((1, 1, 8, 8), np.float32)
-    _deploy_raw(worker.address, split_plan, shard)
+    deploy_raw(worker.address, split_plan, shard)
     cases = [
         (pb.InferRequest(shard="nope", inputs=[encode("image", good)]), grpc.StatusCode.NOT_FOUND, "not deployed"),
         (pb.InferRequest(shard=shard.name, inputs=[pb.Tensor(name="image", dtype="float32", shape=[1, 1, 8, 8],
@@ -188,23 +180,13 @@ def test_worker_rejects_malformed_requests(split_plan, worker_factory):
         assert reply.outputs[0].name == "features" and worker.proc.poll() is None
 
 
-def _deploy_raw(address: str, plan, shard) -> None:
-    pb, pb_grpc = proto()
-    files = sorted(p for p in plan.shard_dir(shard).iterdir())
-    with grpc.insecure_channel(address) as channel:
-        chunks = [
-            pb.DeployChunk(shard=shard.name, digest=shard.digest, path=p.name, data=p.read_bytes()) for p in files
-        ]
-        pb_grpc.ShardWorkerStub(channel).Deploy(iter(chunks), timeout=60)
-
-
 def test_deployed_shards_survive_a_worker_restart(split_plan, worker_factory, tmp_path):
     pb, pb_grpc = proto()
     workdir = tmp_path / "persistent"
     first = worker_factory("keeper", workdir=workdir)
     light = [s for s in split_plan.shards if s.format in ("onnx", "tflite")]  # no torch import in this test
     for shard in light:
-        _deploy_raw(first.address, split_plan, shard)
+        deploy_raw(first.address, split_plan, shard)
     # generous: on a loaded 2-core machine a worker holding ORT and LiteRT took over 10 s to exit once
     first.stop(signal.SIGTERM, wait=60.0)
     assert first.proc.returncode == 0  # SIGTERM is a clean shutdown
@@ -247,7 +229,7 @@ def test_cli_infer_split_eval_and_input(split_plan, shared_workers, test_split, 
     np.save(tmp_path / "x.npy", test_split.x_test[:1])
     proc = _cli("infer-split", str(split_plan.root), "--workers", spec, "-i", str(tmp_path / "x.npy"))
     assert proc.returncode == 0, proc.stderr
-    expected = int(_local_predictions(split_plan, test_split.x_test[:1]).argmax(-1)[0])
+    expected = int(local_predictions(split_plan, test_split.x_test[:1]).argmax(-1)[0])
     assert f"prediction: class {expected} " in proc.stdout
 
 
