@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ from edgekit.manifest import (
     Manifest,
     ModelInfo,
     QuantizationInfo,
-    Validation,
 )
 from edgekit.models import ModelSpec, prepare_model
 from edgekit.staging import StagedDirectory
@@ -173,14 +172,16 @@ def export(
         validation = verify(job, stage.path)
         manifest = manifest.with_validation(validation, time.perf_counter() - start)
         write_manifest(stage.path, manifest)
-        if validation.passed and verify_on:
-            manifest, failed = _verify_on_devices(job, stage.path, manifest, verify_on, notify)
+        failure = None if validation.passed else validation.summary()
+        if failure is None and verify_on:
+            manifest = _verify_on_devices(job, stage.path, manifest, verify_on, notify)
             write_manifest(stage.path, manifest)
-            validation = failed or validation
-        if not validation.passed and not allow_mismatch:
+            failure = next((f"on {d.device} ({d.machine or 'unknown CPU'}): {d.validation.summary()}"
+                            for d in manifest.verified_on if not d.validation.passed), None)  # fmt: skip
+        if failure is not None and not allow_mismatch:
             rejected = stage.commit_to(destination.with_name(destination.name + ".rejected"))
             hint = _QUANTIZED_HINT if options.quantized else ""
-            raise ValidationFailed(options.format, validation.summary(), str(rejected), hint)
+            raise ValidationFailed(options.format, failure, str(rejected), hint)
         stage.commit()
     log.info("wrote %s (%s)", destination, validation.summary())
     return ExportResult(str(destination), manifest, time.perf_counter() - start)
@@ -188,31 +189,14 @@ def export(
 
 def _verify_on_devices(
     job: ExportJob, bundle_dir: Path, manifest: Manifest, devices: Sequence[DeviceCheck], notify: Callable
-) -> tuple[Manifest, Validation | None]:
-    """Each device's verification beside the host's; the first that disagrees (its summary names the device)."""
-    records, failed = [], None
+) -> Manifest:
+    """The manifest with each device's verification recorded beside the host's."""
+    records = []
     for device in devices:
         notify(f"verifying on {device.device} ({device.address})")
         result = verify(job, bundle_dir, device)
         records.append(DeviceVerification(device.device, device.address, device.machine, device.worker_version, result))
-        if not result.passed and failed is None:
-            failed = _OnDevice(result, f"{device.device} ({device.machine or 'unknown CPU'})")
-    return replace(manifest, verified_on=tuple(records)), failed
-
-
-@dataclass(frozen=True)
-class _OnDevice:
-    """A device's failed verification, summarised with the device's name for ValidationFailed."""
-
-    result: Validation
-    where: str
-
-    @property
-    def passed(self) -> bool:
-        return self.result.passed
-
-    def summary(self) -> str:
-        return f"on {self.where}: {self.result.summary()}"
+    return replace(manifest, verified_on=tuple(records))
 
 
 def _job(spec: ModelSpec, options: ExportOptions, streaming: bool, chunk: int, notify: Callable) -> ExportJob:
