@@ -62,11 +62,7 @@ class Bundle:
         return self.manifest.graphs
 
     def graph(self, name: str | None = None) -> GraphSpec:
-        try:
-            return self.manifest.graph(name)
-        except BundleError:
-            names = ", ".join(g.name for g in self.graphs)
-            raise BundleError(f"bundle {self.path} has no graph {name!r}; it has {names}") from None
+        return self.manifest.graph(name, where=f"bundle {self.path}")
 
     def file(self, name: str) -> Path:
         return self.path / name

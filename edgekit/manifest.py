@@ -192,13 +192,15 @@ class Manifest:
     def total_bytes(self) -> int:
         return sum(f.bytes for f in self.files.values())
 
-    def graph(self, name: str | None = None) -> GraphSpec:
+    def graph(self, name: str | None = None, where: str | None = None) -> GraphSpec:
+        """The named graph (the first without a name); ``where`` names the bundle in the error."""
         if name is None:
             return self.graphs[0]
         for g in self.graphs:
             if g.name == name:
                 return g
-        raise BundleError(f"{self.model.name} has no graph {name!r}; it has {', '.join(g.name for g in self.graphs)}")
+        names = ", ".join(g.name for g in self.graphs)
+        raise BundleError(f"{where or self.model.name} has no graph {name!r}; it has {names}")
 
     def with_validation(self, validation: Validation, seconds: float) -> Manifest:
         return replace(self, validation=validation, export=replace(self.export, seconds=seconds))
