@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_edgekit._tcp.local."
 TXT_VERSION = "1"
+# How long a starting worker listens for another one already answering to its name (queries are repeated).
+NAME_CHECK_MS = 2000
 
 
 def _zeroconf():
@@ -108,6 +110,11 @@ def local_addresses() -> list[str]:
     return found
 
 
+def _name_taken(name: str, where: str) -> ConfigError:
+    return ConfigError(f"another worker already announces {name!r}{where} on this network: give this one another "
+                       "--name, or --no-announce")  # fmt: skip
+
+
 class Announcer:
     """Keeps one worker's announcement registered until closed."""
 
@@ -120,6 +127,7 @@ class Announcer:
         hosts = local_addresses() if announcement.host in ("0.0.0.0", "::") else [announcement.host]
         addresses = [socket.inet_aton(h) for h in hosts]
         self._zc = zc.Zeroconf(interfaces=interfaces)
+        self._refuse_a_taken_name(zc)
         self._info = zc.ServiceInfo(
             SERVICE_TYPE, f"{announcement.name}.{SERVICE_TYPE}", port=announcement.port,
             properties=announcement.properties(), addresses=addresses, server=f"{announcement.name}.local.",
@@ -128,8 +136,21 @@ class Announcer:
             self._zc.register_service(self._info, allow_name_change=False)
         except zc.NonUniqueNameException:
             self._zc.close()
-            raise ConfigError(f"another worker already announces {announcement.name!r} on this network: give this "
-                              "one another --name, or --no-announce") from None  # fmt: skip
+            raise _name_taken(announcement.name, "") from None
+
+    def _refuse_a_taken_name(self, zc: Any) -> None:
+        # zeroconf's own probe returns as soon as its third query is sent, so an answer that takes longer than
+        # ~0.35 s (a loaded device) is missed; ask for the name itself and wait for a live responder.
+        name = self.announcement.name
+        try:
+            taken = self._zc.get_service_info(SERVICE_TYPE, f"{name}.{SERVICE_TYPE}", timeout=NAME_CHECK_MS)
+        except Exception:
+            self._zc.close()
+            raise
+        if taken is not None:
+            self._zc.close()
+            raise _name_taken(name, f" at {taken.parsed_addresses()[0] if taken.parsed_addresses() else '?'}"
+                                    f":{taken.port}")  # fmt: skip
 
     def close(self) -> None:
         try:
