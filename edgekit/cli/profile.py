@@ -27,17 +27,27 @@ from edgekit.errors import InputError
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full report as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write every sample as CSV.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write latency (and power) plots.")
-@click.option("--on", "on_device", help="Run on a worker: NAME=HOST:PORT, or a NAME found over mDNS.")
+@click.option("--on", "on_device", help="Run on a worker (NAME=HOST:PORT, or a NAME found over mDNS) or on an "
+              "Android phone with its own benchmark tool (adb, or adb:SERIAL).")  # fmt: skip
+@click.option("--tool", "tool_path", help="With --on adb: the benchmark tool's path on the phone (default: found "
+              "in /data/local/tmp or on PATH).")  # fmt: skip
 @tls_option
 @token_option
 def profile_command(bundle, runs, duration, warmup, threads, energy, idle_seconds, device, ops, json_path, csv_path,
-                    plot_path, on_device, tls, token_file) -> None:  # fmt: skip
+                    plot_path, on_device, tool_path, tls, token_file) -> None:  # fmt: skip
     """Latency percentiles, load time, memory and energy per inference of BUNDLE on this device (or --on one)."""
     from edgekit.profiling import report
     from edgekit.profiling.profiler import profile
 
     ui = session()
-    if on_device:
+    if tool_path and not (on_device or "").startswith("adb"):
+        raise InputError("--tool names a benchmark tool on a phone: use it with --on adb[:SERIAL]")
+    if on_device and _is_phone(on_device):
+        if ops or duration:
+            raise InputError("--ops and --duration run with edgekit's own timer; the phone's tool takes --runs")
+        result = _profile_phone(bundle, on_device, tool_path, runs, warmup, threads, energy, idle_seconds)
+        ui.out.print(f"profiled on {render.text(result.device)} by its own tool", soft_wrap=True)
+    elif on_device:
         if ops:
             raise InputError("--ops runs on this machine only; drop it with --on")
         result = _profile_remote(bundle, on_device, tls, token_file, runs, warmup, duration, threads, energy,
@@ -78,6 +88,24 @@ def profile_command(bundle, runs, duration, warmup, threads, energy, idle_second
                      f"{render.text(str(latency_path))}", soft_wrap=True)  # fmt: skip
     elif plot_path:
         report.plot(result, plot_path)
+
+
+def _is_phone(target: str) -> bool:
+    from edgekit.profiling.phone import parse_adb_target
+
+    return parse_adb_target(target) is not False
+
+
+def _profile_phone(bundle, target, tool_path, runs, warmup, threads, energy, idle_seconds):
+    import os
+
+    from edgekit.profiling.adb import AdbDevice
+    from edgekit.profiling.phone import PhoneSettings, parse_adb_target, profile_on_phone
+
+    device = AdbDevice(os.environ.get("EDGEKIT_ADB", "adb"), parse_adb_target(target) or None)
+    settings = PhoneSettings(runs, warmup, threads, energy, idle_seconds, tool_path)
+    with session().err.status(f"profiling on {device.label}", spinner="dots"):
+        return profile_on_phone(bundle, device, settings)
 
 
 def _profile_remote(bundle, target, tls, token_file, runs, warmup, duration, threads, energy, idle_seconds):

@@ -10,6 +10,7 @@ model's FLOPs — always labelled with its source. Needs numpy and the bundle's 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
 import time
@@ -24,7 +25,7 @@ from edgekit.inputs import make_inputs
 from edgekit.profiling.energy import METERS, measure_window, select_meter
 from edgekit.profiling.energy.base import BelowNoiseFloor, EnergyMeasurement
 from edgekit.profiling.energy.estimate import DEVICES, detect_device, estimate_joules
-from edgekit.profiling.latency import LatencyStats, measure
+from edgekit.profiling.latency import LatencyStats, ToolSummary, measure
 from edgekit.profiling.memory import PeakSampler, rss_bytes
 
 log = logging.getLogger(__name__)
@@ -53,19 +54,21 @@ class GraphProfile:
     load_ms: float
     first_inference_ms: float
     latency: LatencyStats
-    peak_rss_bytes: int
-    model_memory_bytes: int
+    peak_rss_bytes: int | None  # None: the device's tool does not report it
+    model_memory_bytes: int | None
     energy: EnergyResult | None
 
     def summary(self) -> dict[str, Any]:
         lat = self.latency
-        return {
+        summary = {
             "graph": self.graph, "load_ms": self.load_ms, "first_inference_ms": self.first_inference_ms,
-            "runs": len(lat.samples_ms), "mean_ms": lat.mean, "stdev_ms": lat.stdev, "min_ms": min(lat.samples_ms),
+            "runs": lat.runs, "mean_ms": lat.mean, "stdev_ms": lat.stdev, "min_ms": lat.min,
             "p50_ms": lat.median, "p90_ms": lat.percentile(90), "p99_ms": lat.percentile(99),
-            "max_ms": max(lat.samples_ms), "throughput_per_s": 1e3 / lat.mean if lat.mean else None,
+            "max_ms": lat.max, "throughput_per_s": 1e3 / lat.mean if lat.mean else None,
             "peak_rss_bytes": self.peak_rss_bytes, "model_memory_bytes": self.model_memory_bytes,
         }  # fmt: skip
+        # a statistic the device's tool did not print is unknown: null in JSON (NaN is not JSON)
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in summary.items()}
 
 
 @dataclass(frozen=True)
@@ -83,11 +86,13 @@ class ProfileReport:
     energy_notes: tuple[str, ...] = field(default_factory=tuple)
     device: str | None = None  # the worker it ran on (`profile --on`), None for this machine
     pid: int | None = None  # the process that ran it
+    timed_by: str | None = None  # a device's own benchmark tool, when it did the timing (`profile --on adb`)
 
     def to_json(self) -> dict[str, Any]:
         graphs = []
         for g in self.graphs:
-            graphs.append({**g.summary(), "samples_ms": list(g.latency.samples_ms),
+            reported = g.latency.reported.to_json() if g.latency.reported else None
+            graphs.append({**g.summary(), "samples_ms": list(g.latency.samples_ms), "reported": reported,
                            "energy": g.energy.to_json() if g.energy else None})  # fmt: skip
         first = graphs[0]
         return {
@@ -96,6 +101,7 @@ class ProfileReport:
             "threads": self.threads, "host": self.host,
             **{k: v for k, v in first.items() if k not in ("graph",)},
             "graphs": graphs, "energy_notes": list(self.energy_notes), "device": self.device, "pid": self.pid,
+            "timed_by": self.timed_by,
         }  # fmt: skip
 
     @classmethod
@@ -107,9 +113,12 @@ class ProfileReport:
                     g["graph"],
                     float(g["load_ms"]),
                     float(g["first_inference_ms"]),
-                    LatencyStats(tuple(float(x) for x in g["samples_ms"])),
-                    int(g["peak_rss_bytes"]),
-                    int(g["model_memory_bytes"]),
+                    LatencyStats(
+                        tuple(float(x) for x in g["samples_ms"]),
+                        ToolSummary.from_json(g["reported"]) if g.get("reported") else None,
+                    ),
+                    None if g["peak_rss_bytes"] is None else int(g["peak_rss_bytes"]),
+                    None if g["model_memory_bytes"] is None else int(g["model_memory_bytes"]),
                     _energy_from_json(g.get("energy")),
                 )  # fmt: skip
                 for g in data["graphs"]
@@ -119,18 +128,22 @@ class ProfileReport:
                 runtime=str(data["runtime"]), file_bytes=int(data["file_bytes"]), verify_ms=float(data["verify_ms"]),
                 import_ms=float(data["import_ms"]), threads=data.get("threads"), host=dict(data.get("host") or {}),
                 graphs=graphs, energy_notes=tuple(data.get("energy_notes") or ()), device=data.get("device"),
-                pid=data.get("pid"),
+                pid=data.get("pid"), timed_by=data.get("timed_by"),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise EdgekitError(f"not a profile report: {type(exc).__name__}: {exc}") from None
 
     def csv_rows(self) -> list[dict[str, Any]]:
-        """One row per timed run: graph, run index, latency."""
-        return [
-            {"graph": g.graph, "run": i, "latency_ms": ms}
-            for g in self.graphs
-            for i, ms in enumerate(g.latency.samples_ms)
-        ]
+        """One row per timed run: graph, run index, latency; a device tool's summary as one row per statistic."""
+        rows: list[dict[str, Any]] = []
+        for g in self.graphs:
+            rows += [{"graph": g.graph, "run": i, "latency_ms": ms} for i, ms in enumerate(g.latency.samples_ms)]
+            if not g.latency.samples_ms and g.latency.reported:
+                summary = g.summary()
+                rows += [{"graph": g.graph, "run": key.removesuffix("_ms"), "latency_ms": summary[key]}
+                         for key in ("mean_ms", "stdev_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms")
+                         if summary[key] is not None]  # fmt: skip
+        return rows
 
 
 def profile(
@@ -179,7 +192,7 @@ def profile(
 
             if meter is not None:
                 measured, latency = measure_window(meter, timed, idle_seconds=idle_seconds)
-                result = _measured(meter.name, measured, len(latency.samples_ms))
+                result = measured_energy(meter.name, measured, len(latency.samples_ms))
             else:
                 latency = timed()
                 # each graph's own count (a decoder step costs a step); bundles from before graphs had one: the model's
@@ -201,7 +214,7 @@ def _meter(choice: str):
     return select_meter(choice)  # a named meter that cannot read here is a MeterUnavailable (an EdgekitError)
 
 
-def _measured(source: str, measured: EnergyMeasurement, inferences: int) -> EnergyResult:
+def measured_energy(source: str, measured: EnergyMeasurement, inferences: int) -> EnergyResult:
     counts = f"{measured.samples} samples over {measured.seconds:.2f} s, {measured.wraps} counter wrap(s)"
     noise = measured.below_noise_floor
     per_inference = None if measured.joules is None else measured.joules / inferences

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -84,11 +85,11 @@ def profile_table(report) -> Table:
     rows.append(("first inference", [f"{s['first_inference_ms']:.2f} ms" for s in summaries]))
     rows.append(("runs", [str(s["runs"]) for s in summaries]))
     for key, label in (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"), ("min_ms", "min"), ("max_ms", "max")):
-        rows.append((label, [f"{s[key]:.3f} ms" for s in summaries]))
-    rows.append(("mean ± stdev", [f"{s['mean_ms']:.3f} ± {s['stdev_ms']:.3f} ms" for s in summaries]))
-    rows.append(("throughput", [f"{s['throughput_per_s']:.1f} /s" for s in summaries]))
-    rows.append(("peak RSS", [f"{s['peak_rss_bytes'] / 2**20:.0f} MiB" for s in summaries]))
-    rows.append(("RSS added by loading", [f"{s['model_memory_bytes'] / 2**20:.1f} MiB" for s in summaries]))
+        rows.append((label, [_ms(s[key]) for s in summaries]))
+    rows.append(("mean ± stdev", [f"{_opt('.3f')(s['mean_ms'])} ± {_ms(s['stdev_ms'])}" for s in summaries]))
+    rows.append(("throughput", [f"{_opt('.1f')(s['throughput_per_s'])} /s" for s in summaries]))
+    rows.append(("peak RSS", [_mib(s["peak_rss_bytes"], ".0f") for s in summaries]))
+    rows.append(("RSS added by loading", [_mib(s["model_memory_bytes"], ".1f") for s in summaries]))
     rows.append(("energy / inference", [_energy_cell(g.energy) for g in report.graphs]))
     rows.append(("average power", [f"{g.energy.average_watts:.2f} W" if g.energy and g.energy.average_watts else "-"
                                    for g in report.graphs]))  # fmt: skip
@@ -99,7 +100,17 @@ def profile_table(report) -> Table:
         f"model files {report.file_bytes / 2**20:.2f} MiB, hashes verified in {report.verify_ms:.1f} ms, "
         f"runtime imported in {report.import_ms:.0f} ms (before the cold load)"
     )
+    if report.timed_by:  # the device's own tool timed it: "-" is what it did not print
+        table.caption = f'timed by {report.timed_by}; "-": not printed by the tool'
     return table
+
+
+def _mib(value: int | None, fmt: str) -> str:
+    return "-" if value is None else f"{value / 2**20:{fmt}} MiB"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} ms"
 
 
 def ops_table(stats, limit: int = 15) -> Table:
@@ -129,6 +140,17 @@ def _energy_cell(energy) -> str:
     return _joules(energy.joules_per_inference)
 
 
+def _plot_reported(hist, timeline, g) -> None:
+    printed = [(f"p{q:g}", ms) for q, ms in g.latency.reported.percentiles]
+    printed += [(k, v) for k, v in (("min", g.latency.min), ("mean", g.latency.mean), ("max", g.latency.max))
+                if not math.isnan(v)]  # fmt: skip
+    hist.barh([k for k, _ in printed], [v for _, v in printed], color="#4477aa")
+    hist.set_xlabel("latency (ms)")
+    hist.set_title(f"{g.graph}: as printed by {g.latency.reported.tool}")
+    timeline.axis("off")
+    timeline.text(0.0, 0.5, f"{g.latency.reported.tool} keeps no per-run times\n({g.latency.runs} runs)")
+
+
 def write_csv(report, path) -> None:
     import csv
 
@@ -156,6 +178,9 @@ def plot(report, path) -> None:
     for i, g in enumerate(report.graphs):
         samples = g.latency.samples_ms
         hist, timeline = axes[i]
+        if not samples:  # a device tool's summary: its printed statistics, no distribution to draw
+            _plot_reported(hist, timeline, g)
+            continue
         hist.hist(samples, bins=min(40, max(5, len(samples) // 3)), color="#4477aa")
         for q, style in ((50, "-"), (90, "--"), (99, ":")):
             hist.axvline(g.latency.percentile(q), color="black", linestyle=style, label=f"p{q}")
