@@ -123,6 +123,20 @@ def _profile_remote(bundle, target, tls, token_file, runs, warmup, duration, thr
         return profile_on(bundle, name, address, auth, settings)
 
 
+def _profile_device_remote(target, tls, token_file, model, config, energy):
+    from edgekit.fleet.auth import ClientAuth
+    from edgekit.splitter.remote_profile import parse_target, profile_device_on
+
+    auth = ClientAuth.from_options(tls, token_file)
+    name, address = parse_target(target)
+    if address is None:
+        from edgekit.fleet.discovery import resolve
+
+        address = resolve([name], auth.identity)[name]
+    with session().err.status(f"measuring {name} ({address})", spinner="dots"):
+        return profile_device_on(name, address, auth, model, config, energy)
+
+
 def _merge_rates(bundle, result):
     """(rows, table) of a token-merging bundle's rates, or None for any other bundle."""
     from edgekit.bundle import read_bundle
@@ -171,16 +185,29 @@ def bench(model, formats, out_dir, weights, runs, energy, json_path, settings) -
 @click.option("--name", help="Device name in the file (default: the host name).")
 @click.option("--energy", default="auto", show_default=True, help="Meter for the idle power (auto, a name, none).")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="device.json to write.")
+@click.option("--on", "on_device", help="Measure a worker's device instead: NAME=HOST:PORT, or a NAME found over mDNS.")
+@tls_option
+@token_option
 @set_option
-def profile_device_command(model, name, energy, output, settings) -> None:
-    """Measure this device for the splitter: per-block latency, memory, matmul throughput, idle power."""
-    from edgekit.profiling.device import profile_device
+def profile_device_command(model, name, energy, output, on_device, tls, token_file, settings) -> None:
+    """Measure this device (or --on a worker's) for the splitter: per-block latency, memory, matmul, idle power."""
+    from edgekit.profiling.device import DeviceProfile, profile_device
 
     requiet()
     ui = session()
-    with ui.err.status("measuring this device", spinner="dots"):
-        device = profile_device(model, parse_settings(settings), name=name, energy=energy)
-    Path(output).write_text(json.dumps(device.to_json(), indent=2))
+    if on_device:
+        if name:
+            raise InputError("--name names this device; a worker's profile carries the worker's name")
+        data = _profile_device_remote(on_device, tls, token_file, model, parse_settings(settings), energy)
+        Path(output).write_text(json.dumps(data, indent=2))
+        fields = {k: data.get(k) for k in DeviceProfile.__dataclass_fields__ if k != "measured_by"}
+        device = DeviceProfile(**fields)
+    else:
+        with ui.err.status("measuring this device", spinner="dots"):
+            device = profile_device(model, parse_settings(settings), name=name, energy=energy)
+        Path(output).write_text(json.dumps(device.to_json(), indent=2))
+    if not device.blocks:
+        ui.out.print(f"[yellow]blocks {render.text(device.blocks_timed_by)}[/yellow]", soft_wrap=True)
     table = render.table(f"{render.text(device.name)}: {device.model} blocks (PyTorch eager, median ms)",
                          {"block": "left", "ms": "right"})  # fmt: skip
     for block in device.blocks:

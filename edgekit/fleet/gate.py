@@ -18,6 +18,10 @@ from edgekit.fleet.auth import ServerAuth
 HEALTH_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
 
 
+# How a refusal names the call that holds a one-at-a-time method.
+_EXCLUSIVE_NAMES = {"Deploy": "upload", "Profile": "profile", "ProfileDevice": "device profile"}
+
+
 def make_gate(auth: ServerAuth, max_calls: int, open_methods: frozenset[str], exclusive: frozenset[str]):
     """A ``CallGate`` (grpc.ServerInterceptor; grpc is imported here, not when edgekit is)."""
     import grpc
@@ -57,7 +61,8 @@ def make_gate(auth: ServerAuth, max_calls: int, open_methods: frozenset[str], ex
                 if lock is not None:
                     held = lock.acquire(blocking=False)
                     if not held:
-                        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "another upload is in progress; retry later")
+                        what = _EXCLUSIVE_NAMES.get(method.rsplit("/", 1)[-1], "call like this")
+                        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"another {what} is in progress; retry later")
                 yield
             finally:
                 if held:

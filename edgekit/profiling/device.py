@@ -33,6 +33,8 @@ class DeviceProfile:
     total_ms: float
     idle_watts: float | None
     power_source: str | None
+    blocks_timed_by: str = "PyTorch eager"  # or why the blocks were not timed (no torch on the device)
+    measured_by: dict[str, Any] | None = None  # {"worker", "pid"} when a worker measured its own device
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": "edgekit.device/1", **asdict(self)}
@@ -106,15 +108,30 @@ def _stages(module) -> list[tuple[str, Any]]:
 
 
 def profile_device(
-    model: str = "vit_tiny", config: dict[str, Any] | None = None, name: str | None = None, energy: str = "auto"
+    model: str = "vit_tiny",
+    config: dict[str, Any] | None = None,
+    name: str | None = None,
+    energy: str = "auto",
+    blocks_optional: bool = False,
 ) -> DeviceProfile:
+    """``blocks="optional"`` (a worker measuring its own device): without torch there, the blocks are left out
+    and the profile says so; memory, matmul throughput and idle power need numpy only."""
     # The meter first: one asked for by name that cannot read here fails before minutes of timing.
     meter, _ = select_meter(energy) if energy not in ("none", "estimate") else (None, [])
-    blocks, spec = block_latencies(model, config)
+    timed_by = "PyTorch eager"
+    try:
+        blocks, spec = block_latencies(model, config)
+        model, config = spec.name, spec.config
+    except ImportError as exc:
+        if not (blocks_optional and exc.name == "torch"):
+            raise
+        blocks, config = [], dict(config or {})
+        timed_by = "not timed: this device has no torch (memory, matmul and idle power only)"
     total, available = memory_info()
     idle = measure_idle(meter, 1.0) if meter else None
     return DeviceProfile(
         name=name or os.uname().nodename, host=host_info(), memory_total_bytes=total, memory_available_bytes=available,
-        matmul_gflops=matmul_gflops(), model=spec.name, model_config=spec.config, blocks=blocks,
+        matmul_gflops=matmul_gflops(), model=model, model_config=config, blocks=blocks,
         total_ms=sum(b["ms"] for b in blocks), idle_watts=idle, power_source=meter.name if meter else None,
+        blocks_timed_by=timed_by,
     )  # fmt: skip

@@ -98,3 +98,37 @@ def profile_on(
     except ValueError as exc:
         raise WorkerError(label, f"sent a report that is not JSON ({exc})") from None
     return report
+
+
+def profile_device_on(
+    device: str,
+    address: str,
+    auth: ClientAuth | None = None,
+    model: str = "vit_tiny",
+    config: dict | None = None,
+    energy: str = "auto",
+    timeout: float = 600.0,
+) -> dict:
+    """The device.json a worker measured of its own device (``edgekit profile-device --on``), as written."""
+    pb, pb_grpc = proto()
+    import grpc
+
+    auth = auth or ClientAuth()
+    label = f"{device} ({address})"
+    problem = auth.local_problem()
+    if problem:
+        raise WorkerError(label, f"cannot authenticate: {problem}")
+    request = pb.DeviceProfileRequest(model=model, config_json=json.dumps(config or {}), energy=energy)
+    try:
+        with auth.channel(address, device, []) as channel:
+            reply = pb_grpc.ShardWorkerStub(channel).ProfileDevice(request, timeout=timeout)
+    except grpc.RpcError as exc:
+        what, _ = failure_reason(exc, auth, address, device, timeout)
+        raise WorkerError(label, f"{what} while measuring the device") from None
+    try:
+        data = json.loads(reply.report_json)
+    except ValueError as exc:
+        raise WorkerError(label, f"sent a device profile that is not JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != "edgekit.device/1":
+        raise WorkerError(label, "sent something that is not a device profile")
+    return data

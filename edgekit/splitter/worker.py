@@ -222,7 +222,39 @@ def _servicer_class():
             data = {**report.to_json(), "device": self.name, "pid": os.getpid()}
             return pb.ProfileReply(report_json=json.dumps(data))
 
+        def ProfileDevice(self, request, context):  # noqa: N802
+            from edgekit.profiling.device import profile_device
+
+            config = _scalar_config(request.config_json, context)
+            try:
+                device = profile_device(request.model or "vit_tiny", config, name=self.name,
+                                        energy=request.energy or "auto", blocks_optional=True)  # fmt: skip
+            except (EdgekitError, TypeError) as exc:  # TypeError: a configuration key the model does not take
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            data = {**device.to_json(), "measured_by": {"worker": self.name, "pid": os.getpid()}}
+            return pb.ProfileReply(report_json=json.dumps(data))
+
     return ShardWorkerService
+
+
+def _scalar_config(text: str, context) -> dict[str, Any]:
+    """A model configuration from the wire: a JSON object of numbers, strings, booleans and lists of them."""
+    import grpc
+
+    if not text:
+        return {}
+    try:
+        config = json.loads(text)
+    except ValueError as exc:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"config_json is not JSON: {exc}")
+    scalar = (int, float, str, bool)
+
+    def plain(v: Any) -> bool:
+        return isinstance(v, scalar) or (isinstance(v, list) and all(isinstance(x, scalar) for x in v))
+
+    if not isinstance(config, dict) or not all(plain(v) for v in config.values()):
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "config_json must map names to numbers, strings or lists")
+    return config
 
 
 @dataclass
@@ -303,7 +335,9 @@ def start_worker(
     ]
     from edgekit.fleet.gate import make_gate
 
-    gate = make_gate(auth, max_calls, _OPEN, frozenset({f"/{SERVICE}/Deploy", f"/{SERVICE}/Profile"}))
+    gate = make_gate(
+        auth, max_calls, _OPEN, frozenset({f"/{SERVICE}/Deploy", f"/{SERVICE}/Profile", f"/{SERVICE}/ProfileDevice"})
+    )
     # Threads beyond the bound on calls keep health checks answered while every work call is busy.
     pool = futures.ThreadPoolExecutor(max_workers=max_calls + 2, thread_name_prefix="grpc")
     server = grpc.server(pool, options=options, interceptors=[gate])

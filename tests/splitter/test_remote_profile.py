@@ -72,3 +72,42 @@ def test_profile_on_names_the_worker_when_refused(bundles, metered_worker, fleet
         with pytest.raises(grpc.RpcError) as info:
             pb_grpc.ShardWorkerStub(channel).Profile(pb.ProfileRequest(shard="nope", runs=1), timeout=5)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_profile_device_on_a_worker_feeds_the_splitter(metered_worker, fleet, tmp_path):
+    out = tmp_path / "dev0.json"
+    result = CliRunner().invoke(cli, ["profile-device", "--on", f"dev0={metered_worker.address}", "--tls",
+                                      str(fleet["coordinator"]), "--model", "vit_digits", "--energy", "hwmon",
+                                      "--set", "depth=2", "-o", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    device = json.loads(out.read_text())
+    assert device["measured_by"] == {"worker": "dev0", "pid": metered_worker.proc.pid}
+    assert device["name"] == "dev0" and device["model_config"]["depth"] == 2
+    assert [b["name"] for b in device["blocks"] if b["name"].startswith("blocks.")] == ["blocks.0", "blocks.1"]
+    assert device["idle_watts"] == pytest.approx(3.0) and device["power_source"] == "hwmon"  # the worker's meter
+    from edgekit.splitter.devices import load_devices
+
+    (tmp_path / "devices.yaml").write_text(f"devices:\n  - name: dev0\n    address: {metered_worker.address}\n"
+                                           "    profile: dev0.json\n")  # fmt: skip
+    (parsed,) = load_devices(tmp_path / "devices.yaml")
+    assert parsed.gflops == pytest.approx(device["matmul_gflops"]) and parsed.source == "dev0.json"
+    assert parsed.memory_bytes == device["memory_available_bytes"]
+
+
+def test_profile_device_on_refuses_a_bad_configuration_in_one_line(metered_worker, fleet, tmp_path):
+    result = CliRunner().invoke(cli, ["profile-device", "--on", f"dev0={metered_worker.address}", "--tls",
+                                      str(fleet["coordinator"]), "--model", "vit_digits", "--set", "wings=3",
+                                      "-o", str(tmp_path / "d.json")])  # fmt: skip
+    assert result.exit_code == 2 and "wings" in result.output and "Traceback" not in result.output
+
+
+def test_a_device_without_torch_is_measured_without_its_blocks(monkeypatch):
+    import sys
+
+    from edgekit.profiling.device import profile_device
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails as on a torch-free Pi
+    device = profile_device("vit_digits", energy="none", blocks_optional=True)
+    assert device.blocks == [] and "no torch" in device.blocks_timed_by and device.matmul_gflops > 0
+    with pytest.raises(ImportError):
+        profile_device("vit_digits", energy="none")

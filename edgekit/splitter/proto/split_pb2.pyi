@@ -111,3 +111,13 @@ class ProfileReply(_message.Message):
     REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
     report_json: str
     def __init__(self, report_json: _Optional[str] = ...) -> None: ...
+
+class DeviceProfileRequest(_message.Message):
+    __slots__ = ("model", "config_json", "energy")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    config_json: str
+    energy: str
+    def __init__(self, model: _Optional[str] = ..., config_json: _Optional[str] = ..., energy: _Optional[str] = ...) -> None: ...

@@ -54,6 +54,11 @@ class ShardWorkerStub:
                 request_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileRequest.SerializeToString,
                 response_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileReply.FromString,
                 _registered_method=True)
+        self.ProfileDevice = channel.unary_unary(
+                '/edgekit.split.v1.ShardWorker/ProfileDevice',
+                request_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.DeviceProfileRequest.SerializeToString,
+                response_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileReply.FromString,
+                _registered_method=True)
 
 
 class ShardWorkerServicer:
@@ -83,6 +88,13 @@ class ShardWorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProfileDevice(self, request, context):
+        """report_json: the device.json
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardWorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -104,6 +116,11 @@ def add_ShardWorkerServicer_to_server(servicer, server):
             'Profile': grpc.unary_unary_rpc_method_handler(
                     servicer.Profile,
                     request_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileRequest.FromString,
+                    response_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileReply.SerializeToString,
+            ),
+            'ProfileDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProfileDevice,
+                    request_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.DeviceProfileRequest.FromString,
                     response_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileReply.SerializeToString,
             ),
     }
@@ -214,6 +231,33 @@ class ShardWorker:
             target,
             '/edgekit.split.v1.ShardWorker/Profile',
             edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileRequest.SerializeToString,
+            edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProfileDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgekit.split.v1.ShardWorker/ProfileDevice',
+            edgekit_dot_splitter_dot_proto_dot_split__pb2.DeviceProfileRequest.SerializeToString,
             edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileReply.FromString,
             options,
             channel_credentials,
