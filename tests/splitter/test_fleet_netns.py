@@ -122,3 +122,49 @@ def test_non_loopback_bind_without_auth_is_refused(hosts, tmp_path):
                            "--workdir", str(tmp_path), "--token-file", "/dev/null"], capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert proc.returncode == 2 and "token" in proc.stderr
+
+
+def test_standard_health_client_across_hosts_sees_the_drain(split_plan, fleet, hosts, tmp_path):
+    """SERVING, then NOT_SERVING on SIGTERM while an upload from another host is in flight; that upload ends, exit 0."""
+    import signal
+    import threading
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from edgekit.splitter.wire import proto
+
+    pb, pb_grpc = proto()
+    ns, _, address = hosts[3]
+    shard = split_plan.shards[0]
+    worker = start_local_worker(shard.device, tmp_path / "w", "--tls", str(fleet[shard.device]), "--grace", "20",
+                                host=address, port=PORT + 3, prefix=("ip", "netns", "exec", ns))  # fmt: skip
+    files = sorted(split_plan.shard_dir(shard).iterdir())
+    chunks = [pb.DeployChunk(shard=shard.name, digest=shard.digest, path=p.name, data=p.read_bytes()) for p in files]
+    started, release = threading.Event(), threading.Event()
+
+    def held():
+        yield chunks[0]
+        started.set()
+        release.wait(30)
+        yield from chunks[1:]
+
+    def status(channel) -> int:
+        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+
+    try:
+        with ClientAuth.from_options(str(fleet["coordinator"]), None).channel(worker.address, shard.device, []) as ch:
+            assert status(ch) == health_pb2.HealthCheckResponse.SERVING
+            upload = pb_grpc.ShardWorkerStub(ch).Deploy.future(held(), timeout=60)
+            assert started.wait(10)
+            worker.send(signal.SIGTERM)
+            for _ in range(100):  # bounded: 10 s
+                if status(ch) == health_pb2.HealthCheckResponse.NOT_SERVING:
+                    break
+                threading.Event().wait(0.1)
+            assert status(ch) == health_pb2.HealthCheckResponse.NOT_SERVING
+            release.set()
+            assert upload.result().shard.digest == shard.digest
+        assert worker.proc.wait(timeout=30) == 0
+    finally:
+        release.set()
+        worker.stop()
