@@ -3,7 +3,7 @@
 What happens to a request, as the coordinator in issue #16 does it: it arrives (Poisson or periodic), waits for the
 coordinator's CPU (a FIFO queue served by ``coordinator_cores`` cores; each shard call costs a measured amount to
 send and to receive), and every shard of its plan is sent to the least-busy replica the coordinator believes is
-up. A device runs one call at a time (its runtime thread), FIFO. A call that fails (a connection reset) or has not
+up (ties broken at random). A device runs one call at a time (its runtime thread), FIFO. A call that fails (a connection reset) or has not
 answered within ``attempt_timeout_ms`` is retried on an untried replica; a device that failed a call is believed
 down until a background probe (every ``probe_s``) finds it up. With hedging, a call not answered after the
 shard's observed p95 (or a fixed time) is also sent to another replica; the first answer wins and the other is
@@ -148,7 +148,7 @@ class Simulation:
         horizon = 2.0 * scenario.requests / scenario.rate + 60.0
         self.crash_plan = [self._timeline(fail_rng, horizon) for _ in range(n)]
         for kill in scenario.kills:
-            before = [c for c in self.crash_plan[kill.device] if c[0] < kill.at_s]
+            before = [c for c in self.crash_plan[kill.device] if c[0] + c[1] < kill.at_s]  # up again before it
             self.crash_plan[kill.device] = deque([*before, (kill.at_s, math.inf)])
         self.kill_silent = {k.device: k.silent for k in scenario.kills}
         # Plain lists: one element at a time is all the loop does, and numpy scalars are slow at that.
@@ -176,15 +176,26 @@ class Simulation:
         }  # fmt: skip
 
     def _timeline(self, rng: np.random.Generator, horizon: float) -> deque[tuple[float, float]]:
-        """(crash time, down seconds) pairs up to ``horizon``; down = the assumed reboot + a measured restart."""
+        """(crash time, down seconds) pairs up to ``horizon``; down = the assumed reboot + a measured restart.
+
+        The fleet starts in its long-run state, not all up: a device is down at time 0 with the down fraction's
+        probability, for a uniform share of one outage (otherwise a run shorter than the MTBF sees too few)."""
         f: FailureModel = self.s.failures
         out: deque[tuple[float, float]] = deque()
+        if not f.enabled:
+            return out
         t = f.time_to_crash(rng)
+        if rng.random() < f.down_fraction:
+            out.append((0.0, self._down_s(rng) * rng.random()))
+            t = out[0][1] + f.time_to_crash(rng)
         while t < horizon:
-            down = f.reboot_s + float(self.costs.restart_s[int(rng.integers(len(self.costs.restart_s)))])
+            down = self._down_s(rng)
             out.append((t, down))
             t += down + f.time_to_crash(rng)
         return out
+
+    def _down_s(self, rng: np.random.Generator) -> float:
+        return self.s.failures.reboot_s + float(self.costs.restart_s[int(rng.integers(len(self.costs.restart_s)))])
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -247,7 +258,8 @@ class Simulation:
             if not hedge and not request.live[shard]:
                 self._finish(request, self._failure(request))
             return
-        device = min(choices, key=lambda d: (self.outstanding[d], replicas.index(d)))
+        # Least outstanding calls first; ties (the usual case at light load) by a draw, so replicas share the load.
+        device = min(choices, key=lambda d: (self.outstanding[d], self.rng_cost.random()))
         compute, network = self.costs.call_cost_ms(self.rng_cost, shard)
         if self.slow[device]:
             compute *= self.s.slow.multiplier(self.slow_rng)
