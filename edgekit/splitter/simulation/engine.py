@@ -2,15 +2,15 @@
 
 What happens to a request, as the coordinator in issue #16 does it: it arrives (Poisson or periodic), waits for the
 coordinator's CPU (a FIFO queue served by ``coordinator_cores`` cores; each shard call costs a measured amount to
-send and to receive), and every shard of its plan is sent to the least-busy replica the coordinator believes is
-up (ties broken at random). A device runs one call at a time (its runtime thread), FIFO. A call that fails (a connection reset) or has not
-answered within ``attempt_timeout_ms`` is retried on an untried replica; a device that failed a call is believed
-down until a background probe (every ``probe_s``) finds it up. With hedging, a call not answered after the
-shard's observed p95 (or a fixed time) is also sent to another replica; the first answer wins and the other is
-cancelled (dropped if still queued on its device; a call already running runs to its end, as a runtime cannot be
-interrupted). The request is answered when every shard has answered; it is *lost* when some shard has no replica
-left alive on a device that is up, *late* when replicas were alive but the deadline passed (a straggler, or the
-coordinator's queue), and *given up* when every replica was tried and the live ones all outlasted the attempt
+send and to receive), and every shard of its plan is sent to the least-busy replica the coordinator believes is up
+(ties broken at random). A device runs one call at a time (its runtime thread), FIFO. A call that fails (a
+connection reset) or has not answered within ``attempt_timeout_ms`` is retried on an untried replica; a device that
+failed a call is believed down until a background probe (every ``probe_s``) finds it up. With hedging, a call not
+answered after the shard's observed p95 (or a fixed time) is also sent to another replica; the first answer wins and
+the other is cancelled (dropped if still queued on its device; a call already running runs to its end, as a runtime
+cannot be interrupted). The request is answered when every shard has answered; it is *lost* when some shard has no
+replica left alive on a device that is up, *late* when replicas were alive but the deadline passed (a straggler, or
+the coordinator's queue), and *given up* when every replica was tried and the live ones all outlasted the attempt
 timeout.
 """
 
@@ -245,12 +245,13 @@ class Simulation:
         for shard in range(self.s.shards):
             if request.done:
                 return
-            self._send(request, shard, hedge=False)
+            self._send(request, shard, hedge=False, paid=True)
 
-    def _send(self, request: _Request, shard: int, hedge: bool) -> None:
+    def _send(self, request: _Request, shard: int, hedge: bool, paid: bool = False) -> None:
         """Call the least-busy untried replica believed up. A retry with none believed up tries one believed down
         (a device timed out for being slow may still answer; giving up is a sure failure); with no untried replica
-        and no call running, the request fails now, with a named error rather than at its deadline."""
+        and no call running, the request fails now, with a named error rather than at its deadline. A retry or a
+        hedge pays its own sending CPU (``paid``: the request's dispatch already did)."""
         replicas = self.placement.replicas[(request.plan, shard)]
         untried = [d for d in replicas if d not in request.tried[shard]]
         choices = [d for d in untried if not self.believed_down[d]] or ([] if hedge else untried)
@@ -263,16 +264,17 @@ class Simulation:
         compute, network = self.costs.call_cost_ms(self.rng_cost, shard)
         if self.slow[device]:
             compute *= self.s.slow.multiplier(self.slow_rng)
-        call = _Call(request, shard, device, hedge, compute / 1e3, network / 1e3, self.now, self.epoch[device])
+        sent = self.now if paid else self.cpu(request.cpu_per_call / 2)
+        call = _Call(request, shard, device, hedge, compute / 1e3, network / 1e3, sent, self.epoch[device])
         request.tried[shard].add(device)
         request.live[shard].append(call)
         self.outstanding[device] += 1
         self.counts["calls"] += 1
-        self.at(self.now + call.network / 2, AT_DEVICE, call)
-        self.at(self.now + self.s.attempt_timeout_ms / 1e3, TIMEOUT, call)
+        self.at(sent + call.network / 2, AT_DEVICE, call)
+        self.at(sent + self.s.attempt_timeout_ms / 1e3, TIMEOUT, call)
         threshold = self._hedge_threshold(request.plan, shard)
         if threshold is not None and not hedge:
-            self.at(self.now + threshold / 1e3 + TIMER_SLACK_S, HEDGE, call)
+            self.at(sent + threshold / 1e3 + TIMER_SLACK_S, HEDGE, call)
 
     def _hedge_threshold(self, plan: int, shard: int) -> float | None:
         after = self.policy.hedge_after
