@@ -10,7 +10,9 @@ arrivals, stragglers and crashes for a given seed; the spread is over seeds.
 
 Table 1: the policies, with a coordinator that has headroom (2 cores, about a quarter busy: with one core at half
 load its own queue is most of the p99, which no replica policy can shorten). Table 2: the coordinator's CPU as the
-load grows (its per-call cost is measured), where the coordinator, not the devices, decides the latency. A
+load grows (its per-call cost is measured), where the coordinator, not the devices, decides the latency. Table 3:
+correlated failures alone (10 switches of 10 devices, each failing for a minute), where placement across switches
+is what keeps a shard alive. A
 calibration line compares the simulated and measured end-to-end median for the measured plan itself (1 plan, 3
 shards, 3 devices, no faults).
 """
@@ -136,6 +138,35 @@ def coordinator_report(costs: MeasuredCosts, scenario: Scenario, seeds: range, l
     return Report(title, headers, out)
 
 
+DOMAIN_POLICIES = (
+    Policy("no replicas"),
+    Policy("K=2, domain-blind", 2, spread_domains=False),
+    Policy("K=2, across domains", 2),
+    Policy("K=3, across domains", 3),
+)
+
+
+def domain_report(costs: MeasuredCosts, scenario: Scenario, seeds: range, rows: list) -> Report:
+    f = scenario.domain_failures
+    title = (
+        f"Correlated failures: {scenario.devices} devices behind {scenario.domains} switches; a switch fails with MTBF "
+        f"{f.mtbf_s:g} s for {f.reboot_s:g} s (silently: its devices vanish; down {f.down_fraction:.1%} of the time), "
+        f"no device crashes, stragglers as above; failover, no hedging; seeds {seeds.start}-{seeds.stop - 1}. "
+        "Cells: median [min-max]"
+    )  # fmt: skip
+    headers = ("placement", "p50 ms", "p99 ms", "lost", "lost, mean", "gave up", "device outages")
+    out = []
+    for policy in DOMAIN_POLICIES:
+        results = run(costs, scenario, policy, seeds)
+        rows.append(row_json(results, table="domains"))
+        out.append((
+            policy.name, spread([r.percentile(50) for r in results]), spread([r.percentile(99) for r in results]),
+            spread([r.lost for r in results], "{:.0f}"), f"{np.mean([r.lost for r in results]):.0f}",
+            spread([r.gave_up for r in results], "{:.0f}"), spread([r.crashes for r in results], "{:.0f}"),
+        ))  # fmt: skip
+    return Report(title, headers, out)
+
+
 def calibration(costs: MeasuredCosts) -> str:
     """The measured plan itself, simulated: how far the model's end-to-end median is from the measured one."""
     scenario = Scenario(devices=3, plans=1, shards=len(costs.shards), slots=1, rate=50.0, requests=2000,
@@ -155,6 +186,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=150.0)
     parser.add_argument("--mtbf", type=float, default=600.0, help="seconds (accelerated; real devices: days)")
     parser.add_argument("--cores", type=int, default=2, help="coordinator cores for table 1 (2: 25%% busy at 150/s)")
+    parser.add_argument("--switch-mtbf", type=float, default=1200.0, help="seconds, for table 3 (accelerated)")
     parser.add_argument("--loads", default="100:1,200:1,250:1,300:1,300:2,500:2", help="req/s:cores for table 2")
     parser.add_argument("--json", type=Path, help="write every run's numbers as JSON")
     parser.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
@@ -173,6 +205,10 @@ def main() -> None:
     reports.append(coordinator_report(costs, replace(scenario, coordinator_cores=1), range(min(3, args.seeds)),
                                       loads, rows))  # fmt: skip
     console.print(reports[1].table())
+    switches = replace(scenario, domains=10, failures=FailureModel(),
+                       domain_failures=FailureModel(mtbf_s=args.switch_mtbf, reboot_s=60.0))  # fmt: skip
+    reports.append(domain_report(costs, switches, seeds, rows))
+    console.print(reports[2].table())
     if args.markdown:
         print("\n\n".join(r.markdown() for r in reports))
     if args.json:

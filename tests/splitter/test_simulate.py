@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,25 @@ def test_a_file_that_is_not_a_measurement_is_refused(tmp_path):
     path.write_text('{"cpu": "x"}')
     with pytest.raises(ConfigError, match="not a shard latency record"):
         MeasuredCosts.load(path)
+
+
+def test_placement_across_failure_domains_keeps_a_shards_replicas_apart():
+    domains = [d // 10 for d in range(100)]
+    blind = place(plans=25, shards=4, devices=100, replicas=3, slots=4, rng=np.random.default_rng(0))
+    spread = place(plans=25, shards=4, devices=100, replicas=3, slots=4, rng=np.random.default_rng(0),
+                   domains=domains)  # fmt: skip
+    assert all(len({domains[d] for d in devices}) == 3 for devices in spread.replicas.values())
+    assert any(len({domains[d] for d in devices}) < 3 for devices in blind.replicas.values())
+
+
+def test_a_switch_outage_loses_requests_only_when_replicas_share_its_domain(measured):
+    scenario = small(domains=4)  # 4 switches of 5 devices
+    blind = Simulation(measured, scenario, Policy("blind", 2, spread_domains=False), seed=0)
+    shared = [scenario.domain_of(a) for a, b in blind.placement.replicas.values()
+              if scenario.domain_of(a) == scenario.domain_of(b)]  # fmt: skip
+    assert shared, "the domain-blind placement should put some shard's replicas behind one switch"
+    switch = [Kill(d, 5.0, silent=True) for d in range(20) if scenario.domain_of(d) == shared[0]]
+    lost = {}
+    for policy in (Policy("blind", 2, spread_domains=False), FAILOVER):
+        lost[policy.name] = Simulation(measured, replace(scenario, kills=tuple(switch)), policy, seed=0).run().lost
+    assert lost["blind"] > 100 and lost["K=2"] == 0

@@ -43,6 +43,7 @@ class Policy:
     name: str
     replicas: int = 1
     hedge_after: str | float | None = None  # None: no hedging; "auto": the shard's observed p95; or milliseconds
+    spread_domains: bool = True  # place a shard's replicas in different failure domains when there are enough
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -76,17 +77,24 @@ class Scenario:
     coordinator_cores: int = 1
     slow: SlowDevices = field(default_factory=SlowDevices)
     failures: FailureModel = field(default_factory=FailureModel)
+    domains: int = 1  # failure domains (a PoE switch, a power strip): devices split into this many equal blocks
+    domain_failures: FailureModel = field(default_factory=FailureModel)  # a whole domain at once, always silent
     kills: tuple[Kill, ...] = ()
 
     def __post_init__(self) -> None:
         if any(not 0 <= k.device < self.devices for k in self.kills):
             raise ConfigError(f"a kill names a device outside 0..{self.devices - 1}")
+        if not 1 <= self.domains <= self.devices:
+            raise ConfigError(f"domains must be between 1 and the number of devices ({self.devices})")
         if self.arrivals not in ARRIVALS:
             raise ConfigError(f"arrivals must be one of {', '.join(ARRIVALS)}, got {self.arrivals!r}")
         if self.rate <= 0 or self.requests < 1 or self.deadline_ms <= 0 or self.attempt_timeout_ms <= 0:
             raise ConfigError("rate, requests, deadline and attempt timeout must be positive")
         if self.coordinator_cores < 1 or self.probe_s <= 0:
             raise ConfigError("at least one coordinator core and a positive probe interval")
+
+    def domain_of(self, device: int) -> int:
+        return device * self.domains // self.devices
 
 
 @dataclass(frozen=True)
@@ -139,18 +147,27 @@ class Simulation:
         self.costs, self.s, self.policy, self.seed = costs, scenario, policy, seed
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
         self.rng_place, self.rng_arrive, self.rng_cost, fail_rng, slow_rng = streams
-        self.placement: Placement = place(scenario.plans, scenario.shards, scenario.devices, policy.replicas,
-                                          scenario.slots, self.rng_place)  # fmt: skip
         n = scenario.devices
+        domains = [scenario.domain_of(d) for d in range(n)] if policy.spread_domains else None
+        self.placement: Placement = place(scenario.plans, scenario.shards, n, policy.replicas, scenario.slots,
+                                          self.rng_place, domains)  # fmt: skip
         self.slow = (slow_rng.random(n) < scenario.slow.fraction).tolist()
         self.slow_rng = slow_rng
-        # The crash timeline is drawn up front, so it is the same whatever the policy does.
+        # Every outage is drawn up front, so it is the same whatever the policy does: (start, device, seconds
+        # down, silent). Outages may overlap (a device already rebooting when its switch dies); a device is up
+        # when none of its outages is running.
         horizon = 2.0 * scenario.requests / scenario.rate + 60.0
-        self.crash_plan = [self._timeline(fail_rng, horizon) for _ in range(n)]
-        for kill in scenario.kills:
-            before = [c for c in self.crash_plan[kill.device] if c[0] + c[1] < kill.at_s]  # up again before it
-            self.crash_plan[kill.device] = deque([*before, (kill.at_s, math.inf)])
-        self.kill_silent = {k.device: k.silent for k in scenario.kills}
+        self.outages = [
+            (t, d, down, silent)
+            for d in range(n)
+            for t, down, silent in self._timeline(fail_rng, horizon, scenario.failures, restart=True)
+        ]
+        for domain in range(scenario.domains):
+            members = [d for d in range(n) if scenario.domain_of(d) == domain]
+            for t, down, _ in self._timeline(fail_rng, horizon, scenario.domain_failures, restart=False):
+                self.outages += [(t, d, down, True) for d in members]  # the network is gone: nothing is reset
+        self.outages += [(k.at_s, k.device, math.inf, k.silent) for k in scenario.kills]
+        self.outage_count = [0] * n
         # Plain lists: one element at a time is all the loop does, and numpy scalars are slow at that.
         self.up, self.silent = [True] * n, [False] * n
         self.believed_down, self.probing = [False] * n, [False] * n
@@ -175,27 +192,27 @@ class Simulation:
             RECOVER: self._recover, PROBE: self._probe,
         }  # fmt: skip
 
-    def _timeline(self, rng: np.random.Generator, horizon: float) -> deque[tuple[float, float]]:
-        """(crash time, down seconds) pairs up to ``horizon``; down = the assumed reboot + a measured restart.
+    def _timeline(self, rng: np.random.Generator, horizon: float, f: FailureModel, restart: bool) -> list:
+        """(start, seconds down, silent) up to ``horizon``; down = the assumed reboot (+ a measured worker restart).
 
         The fleet starts in its long-run state, not all up: a device is down at time 0 with the down fraction's
         probability, for a uniform share of one outage (otherwise a run shorter than the MTBF sees too few)."""
-        f: FailureModel = self.s.failures
-        out: deque[tuple[float, float]] = deque()
+        out: list[tuple[float, float, bool]] = []
         if not f.enabled:
             return out
+
+        def down() -> float:
+            extra = float(self.costs.restart_s[int(rng.integers(len(self.costs.restart_s)))]) if restart else 0.0
+            return f.reboot_s + extra
+
         t = f.time_to_crash(rng)
         if rng.random() < f.down_fraction:
-            out.append((0.0, self._down_s(rng) * rng.random()))
+            out.append((0.0, down() * rng.random(), bool(rng.random() < f.silent)))
             t = out[0][1] + f.time_to_crash(rng)
         while t < horizon:
-            down = self._down_s(rng)
-            out.append((t, down))
-            t += down + f.time_to_crash(rng)
+            out.append((t, down(), bool(rng.random() < f.silent)))
+            t += out[-1][1] + f.time_to_crash(rng)
         return out
-
-    def _down_s(self, rng: np.random.Generator) -> float:
-        return self.s.failures.reboot_s + float(self.costs.restart_s[int(rng.integers(len(self.costs.restart_s)))])
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -205,9 +222,8 @@ class Simulation:
 
     def run(self) -> SimResult:
         self.at(0.0, ARRIVAL)
-        for device, timeline in enumerate(self.crash_plan):
-            if timeline:
-                self.at(timeline[0][0], CRASH, device)
+        for start, device, down, silent in self.outages:
+            self.at(start, CRASH, device, down, silent)
         while self.events and self.finished < self.s.requests:
             self.now, kind, _, args = heapq.heappop(self.events)
             self.handlers[kind](*args)
@@ -344,26 +360,25 @@ class Simulation:
         if call.open:
             self.at(self.now + call.network / 2, REPLY, call)
 
-    def _crash(self, d: int) -> None:
-        _, down = self.crash_plan[d].popleft()
+    def _crash(self, d: int, down: float, silent: bool) -> None:
         self.counts["crashes"] += 1
-        self.up[d], self.epoch[d] = False, self.epoch[d] + 1
-        silent = self.rng_cost.random() < self.s.failures.silent
-        self.silent[d] = self.kill_silent.get(d, silent) if math.isinf(down) else silent
+        self.outage_count[d] += 1
+        if math.isfinite(down):
+            self.at(self.now + down, RECOVER, d)
+        if not self.up[d]:
+            return  # already down: this outage only keeps it down longer
+        self.up[d], self.epoch[d], self.silent[d] = False, self.epoch[d] + 1, silent
         stranded = [c for c in ([self.busy[d]] if self.busy[d] else []) + list(self.queue[d]) if c.open]
         self.queue[d].clear()
         self.busy[d] = None
-        if not self.silent[d]:
+        if not silent:
             self._believe_down(d)  # the connection reset reaches the coordinator's channel
             for call in stranded:
                 self.at(self.now + call.network / 2, ERROR, call)
-        if math.isfinite(down):
-            self.at(self.now + down, RECOVER, d)
 
     def _recover(self, d: int) -> None:
-        self.up[d] = True
-        if self.crash_plan[d]:
-            self.at(self.crash_plan[d][0][0], CRASH, d)
+        self.outage_count[d] -= 1
+        self.up[d] = self.outage_count[d] == 0
 
     def _believe_down(self, d: int) -> None:
         self.believed_down[d] = True

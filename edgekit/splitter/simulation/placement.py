@@ -1,7 +1,8 @@
 """Replica placement over a fleet: every shard of every plan on up to K distinct devices, within each device's slots.
 
 The policy is the one a coordinator can apply without knowing the future: place the plans' shards in order, each
-replica on a device holding no other shard of the same plan if there is one (two shards of one request on one
+replica in a failure domain (a switch, a power strip) holding no other replica of the shard if domains are given,
+then on a device holding no other shard of the same plan if there is one (two shards of one request on one
 device run one after the other, and one crash takes both), then on the device holding the fewest replicas so far,
 ties broken by a fresh seeded draw (a fixed order would pair the same devices again and again, so one device's
 death would put all its load on one other). Never two replicas of one shard on one device (they would die
@@ -12,6 +13,7 @@ reports it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +40,16 @@ class Placement:
         return [key for key, devices in self.replicas.items() if device in devices]
 
 
-def place(plans: int, shards: int, devices: int, replicas: int, slots: int, rng: np.random.Generator) -> Placement:
+def place(
+    plans: int,
+    shards: int,
+    devices: int,
+    replicas: int,
+    slots: int,
+    rng: np.random.Generator,
+    domains: Sequence[int] | None = None,
+) -> Placement:
+    """``domains``: each device's failure domain; given, a shard's replicas go to different domains first."""
     if min(plans, shards, devices, replicas, slots) < 1:
         raise ConfigError("placement needs at least one plan, shard, device, replica and slot")
     held = np.zeros(devices, dtype=int)
@@ -53,7 +64,9 @@ def place(plans: int, shards: int, devices: int, replicas: int, slots: int, rng:
                 if not free:
                     break
                 rank = rng.permutation(devices)  # drawn per choice: a fixed order would pair the same devices again
-                best = min(free, key=lambda d: (plan in plans_on[d], held[d], rank[d]))
+                taken = {domains[c] for c in chosen} if domains is not None else set()
+                best = min(free, key=lambda d: (domains is not None and domains[d] in taken, plan in plans_on[d],
+                                                held[d], rank[d]))  # fmt: skip
                 chosen.append(best)
                 held[best] += 1
                 plans_on[best].add(plan)
