@@ -168,3 +168,28 @@ def test_standard_health_client_across_hosts_sees_the_drain(split_plan, fleet, h
     finally:
         release.set()
         worker.stop()
+
+
+def test_profile_on_a_worker_on_another_host_with_its_meter(bundles, fleet, hosts, tmp_path):
+    """`profile --on` across hosts: the samples come from the worker's process, the energy from its INA226."""
+    import json
+
+    chip = tmp_path / "hwmon" / "hwmon0"
+    chip.mkdir(parents=True)
+    (chip / "name").write_text("ina226\n")
+    (chip / "power1_input").write_text("2500000\n")  # microwatts: a steady 2.5 W
+    ns, _, address = hosts[3]
+    meter = {"EDGEKIT_HWMON_ROOT": str(tmp_path / "hwmon")}
+    worker = start_local_worker("dev0", tmp_path / "w", "--tls", str(fleet["dev0"]), host=address, port=PORT + 4,
+                                prefix=("ip", "netns", "exec", ns), env=meter)  # fmt: skip
+    try:
+        out = tmp_path / "p.json"
+        proc = _cli("profile", str(bundles.path("cnn_small", "onnx")), "--on", f"dev0={worker.address}", "--runs",
+                    "30", "--energy", "hwmon", "--idle", "0", "--tls", str(fleet["coordinator"]),
+                    "--json", str(out))  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(out.read_text())
+        assert data["device"] == "dev0" and data["pid"] == worker.proc.pid and len(data["samples_ms"]) == 30
+        assert data["energy"]["source"] == "hwmon" and data["energy"]["average_watts"] == 2.5
+    finally:
+        worker.stop()
