@@ -80,19 +80,30 @@ def from_values(name: str, type_name: str, shape: Sequence[Any], values: Any) ->
     dims = check_shape(name, shape)
     if row.contents_field is None:
         raise InputError(f"input {name!r}: {type_name} travels as binary data only")
-    try:
-        flat = np.asarray(values, dtype=object).reshape(-1)
-    except ValueError:
-        raise InputError(f"input {name!r}: data is a ragged list") from None
+    flat = _flatten(name, values)
     expected = int(np.prod(dims, dtype=np.int64))
-    if flat.size != expected:
-        raise InputError(f"input {name!r}: {flat.size} values for shape {list(dims)} ({expected} expected)")
+    if len(flat) != expected:
+        raise InputError(f"input {name!r}: {len(flat)} values for shape {list(dims)} ({expected} expected)")
     kind = bool if row.dtype.kind == "b" else float if row.dtype.kind == "f" else int
     if not all(type(v) is kind or (kind is float and type(v) is int) for v in flat):
         found = next(type(v).__name__ for v in flat if not (type(v) is kind or (kind is float and type(v) is int)))
         raise InputError(f"input {name!r}: {type_name} data holds a {found}")
     try:
-        array = np.array(flat.tolist(), dtype=row.dtype).reshape(dims)
+        array = np.array(flat, dtype=row.dtype).reshape(dims)
     except OverflowError:
         raise InputError(f"input {name!r}: a value is out of range for {type_name}") from None
     return InputTensor(name, row.name, array)
+
+
+def _flatten(name: str, values: Any) -> list:
+    """Row-major values from a flat or evenly nested list (JSON allows both)."""
+    if not isinstance(values, list):
+        raise InputError(f"input {name!r}: data must be a list")
+    flat = values
+    while flat and isinstance(flat[0], list):
+        if not all(isinstance(v, list) and len(v) == len(flat[0]) for v in flat):
+            raise InputError(f"input {name!r}: data is a ragged list")
+        flat = [x for v in flat for x in v]
+    if any(isinstance(v, list) for v in flat):
+        raise InputError(f"input {name!r}: data is a ragged list")
+    return flat

@@ -8,7 +8,7 @@ import pytest
 
 from edgekit.serving.local import LocalServer, start_local_server
 from tests.helpers.triton_env import triton_python  # noqa: F401  (a fixture)
-from tests.splitter.conftest import addresses, shared_workers, worker_factory  # noqa: F401  (fixtures)
+from tests.splitter.conftest import addresses, fleet, shared_workers, worker_factory  # noqa: F401  (fixtures)
 
 MAX_REQUEST_MB = 1  # small, so the oversize test sends a small body
 
