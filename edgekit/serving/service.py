@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from edgekit.errors import InputError, UnknownNameError
+from edgekit.errors import ConfigError, InputError, UnknownNameError
 from edgekit.serving.backend import ModelBackend, ModelMetadata
 from edgekit.serving.datatypes import for_numpy
 from edgekit.serving.tensors import InferRequest, InferResponse, OutputTensor
@@ -27,7 +27,7 @@ class InferenceService:
         self.models: dict[str, ModelBackend] = {}
         for backend in backends:
             if backend.metadata.name in self.models:
-                raise InputError(f"two models are named {backend.metadata.name!r}; give one of them another --name")
+                raise ConfigError(f"two models are named {backend.metadata.name!r}; give one of them another --name")
             self.models[backend.metadata.name] = backend
 
     @property
