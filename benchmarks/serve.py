@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -183,7 +184,7 @@ def main() -> None:
                     with console.status(f"split plan over {transport}", spinner="dots"):
                         result = load(caller(server, name, x), expected_plan, args.clients, args.requests, args.cap)
                     rows.append(("split plan, 3 workers, no faults", transport, result))
-    cpu = host_cpu().name
+    cpu = f"{host_cpu().name}, {os.cpu_count()} cores"
     table = Table(title=f"edgekit serve, {args.clients} concurrent clients, batch 1, loopback; CPU: {cpu} "
                         "(server, workers and clients share it)")  # fmt: skip
     for col in ("served", "transport", "requests", "req/s", "p50 ms", "p99 ms"):

@@ -76,12 +76,12 @@ def test_a_token_is_required_except_for_health(bundle_path, tmp_path, triton_pyt
 
 
 @pytest.mark.workers
-def test_a_plans_readiness_follows_its_workers(split_plan, shared_workers, worker_factory, tmp_path):
+def test_a_plans_readiness_follows_its_workers(split_plan, plan_workers, worker_factory, tmp_path):
     from tests.splitter.conftest import addresses
 
     victim_device = split_plan.shards[0].device
     victim = worker_factory(victim_device)
-    workers = {**addresses(shared_workers), victim_device: victim.address}
+    workers = {**addresses(plan_workers), victim_device: victim.address}
     spec = ",".join(f"{k}={v}" for k, v in workers.items())
     with start_local_server(split_plan.root, "--workers", spec, "--timeout", "10") as server:
         ready = f"/v2/models/{server.model}/ready"

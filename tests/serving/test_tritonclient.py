@@ -59,7 +59,7 @@ def test_tritonclient_reads_the_servers_error_for_an_unknown_model(protocol, tri
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_a_split_plan_answers_as_infer_split_does(protocol, triton_python, plan_server, split_plan, shared_workers,
+def test_a_split_plan_answers_as_infer_split_does(protocol, triton_python, plan_server, split_plan, plan_workers,
                                                   tmp_path):  # fmt: skip
     from edgekit.data import load_dataset
 
@@ -72,7 +72,7 @@ def test_a_split_plan_answers_as_infer_split_does(protocol, triton_python, plan_
     assert [(t["name"], t["datatype"]) for t in meta["outputs"]] == [("logits", "FP32"), ("prediction", "INT64")]
 
     np.testing.assert_allclose(outputs["logits"], local_predictions(split_plan, x), rtol=0, atol=1e-5)
-    workers = ",".join(f"{name}={w.address}" for name, w in shared_workers.items())
+    workers = ",".join(f"{name}={w.address}" for name, w in plan_workers.items())
     result = tmp_path / "infer-split.json"
     run = invoke("infer-split", str(split_plan.root), "--workers", workers, "-i", str(tmp_path / "x.npy"),
                  "--json", str(result), "--timeout", "30")  # fmt: skip
