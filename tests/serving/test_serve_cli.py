@@ -79,7 +79,8 @@ def test_a_token_is_required_except_for_health(bundle_path, tmp_path, triton_pyt
 def test_a_plans_readiness_follows_its_workers(split_plan, plan_workers, worker_factory, tmp_path):
     from tests.splitter.conftest import addresses
 
-    victim_device = split_plan.shards[0].device
+    # the victim is a fresh worker, so its shard is deployed when the server starts: ONNX loads fastest
+    victim_device = next(s.device for s in split_plan.shards if s.format == "onnx")
     victim = worker_factory(victim_device)
     workers = {**addresses(plan_workers), victim_device: victim.address}
     spec = ",".join(f"{k}={v}" for k, v in workers.items())
