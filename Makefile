@@ -55,9 +55,11 @@ lint: setup
 	$(BIN)/ruff check edgekit tests tools benchmarks examples
 	$(BIN)/ruff format --check edgekit tests tools benchmarks examples
 
-# Regenerate the gRPC modules after editing edgekit/splitter/proto/split.proto (they are committed).
+# Regenerate the gRPC modules after editing a .proto (they are committed): the split worker's, and the Open
+# Inference Protocol's that `edgekit serve` speaks.
 proto: setup
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. edgekit/splitter/proto/split.proto
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. edgekit/serving/proto/inference.proto
 
 clean:
 	rm -rf build .pytest_cache .venv-runtime

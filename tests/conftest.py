@@ -110,6 +110,19 @@ def bundles(tmp_path_factory) -> BundleCache:
 
 
 @pytest.fixture(scope="session")
+def split_plan(tmp_path_factory):
+    """A tiny ViT split over three devices, one per format (tests/splitter and tests/serving share it)."""
+    from edgekit.splitter.devices import DeviceSpec
+    from edgekit.splitter.edvit import SplitSettings, plan_split
+    from tests.splitter.conftest import FORMATS, TINY_SPLIT_CONFIG
+
+    devices = [DeviceSpec(f"dev{i}", None, 50_000_000, 5.0, fmt) for i, fmt in enumerate(FORMATS)]
+    settings = SplitSettings(epochs=4, finetune_epochs=1, fusion_epochs=15, samples=4)
+    root = tmp_path_factory.mktemp("split") / "plan"
+    return plan_split("vit_digits", devices, root, config=TINY_SPLIT_CONFIG, settings=settings)
+
+
+@pytest.fixture(scope="session")
 def tiny_configs() -> dict[str, dict[str, Any]]:
     return TINY_CONFIGS
 

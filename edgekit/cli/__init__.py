@@ -6,10 +6,10 @@ package. The commands are added here, in one place, in the order ``edgekit --hel
 
 from __future__ import annotations
 
-from edgekit.cli import catalog, export, fleet, generate, profile, split, stream, train
+from edgekit.cli import catalog, export, fleet, generate, profile, serve, split, stream, train
 from edgekit.cli.app import cli
 
-for _module in (catalog, export, train, profile, split, fleet, stream, generate):
+for _module in (catalog, export, train, profile, split, serve, fleet, stream, generate):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

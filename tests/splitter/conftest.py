@@ -1,4 +1,5 @@
-"""A split plan built once per session (tiny ViT, three devices, one per format) and worker processes."""
+"""Worker processes for the split plan built once per session (``split_plan``, in tests/conftest.py: the serving
+tests use it too), and the constants it is built from."""
 
 from __future__ import annotations
 
@@ -9,22 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.splitter.devices import DeviceSpec
 from edgekit.splitter.local import LocalWorker, start_local_worker
 
 EDGEKIT = str(Path(sys.executable).with_name("edgekit"))
 TINY_SPLIT_CONFIG = {"depth": 2}  # vit_digits: 4 heads of 16, MLP 128
 FORMATS = ("onnx", "tflite", "pte")
-
-
-@pytest.fixture(scope="session")
-def split_plan(tmp_path_factory):
-    from edgekit.splitter.edvit import SplitSettings, plan_split
-
-    devices = [DeviceSpec(f"dev{i}", None, 50_000_000, 5.0, fmt) for i, fmt in enumerate(FORMATS)]
-    settings = SplitSettings(epochs=4, finetune_epochs=1, fusion_epochs=15, samples=4)
-    root = tmp_path_factory.mktemp("split") / "plan"
-    return plan_split("vit_digits", devices, root, config=TINY_SPLIT_CONFIG, settings=settings)
 
 
 WorkerProcess = LocalWorker
