@@ -137,6 +137,8 @@ def main() -> None:
     parser.add_argument("--cpus", type=float, default=0.4, help="--fleet: CPU quota of each device (cores).")
     parser.add_argument("--link-mbps", type=float, default=100.0, help="--fleet: each device's link (Mbit/s).")
     parser.add_argument("--memory-mb", type=int, default=512, help="--fleet: each device's memory limit (MB).")
+    parser.add_argument("--reuse", action="store_true", help="--fleet: reuse plans an earlier run wrote to --out.")
+    parser.add_argument("--shares", type=int, default=4096, help="--fleet: cpu.shares of each device's group.")
     parser.add_argument("--stream-samples", type=int, default=200, help="--fleet: requests in the stream.")
     parser.add_argument("--json", help="Write the rows as JSON.")
     parser.add_argument("--markdown", action="store_true", help="Also print the table as Markdown.")

@@ -5,7 +5,8 @@ one bridge, a ``tc tbf`` link, a cgroup v1 CPU quota and a memory limit; its wor
 runtime thread. The coordinator runs on the host, unconstrained. The device's GFLOP/s for planning is measured
 inside one emulated device (numpy matmul, one thread). Quotas well below one core keep the emulated numbers
 stable on a machine other people are using: 0.4 of a core is 0.4 whether the machine is idle or not, as long
-as its two cores are not both saturated.
+as the device gets it; ``--shares`` (cpu.shares of each device's group, default 4096: four ordinary processes'
+weight) makes sure it does while other work keeps the cores busy.
 
 Per strategy: held-out accuracy through the workers, largest shard and all shards against the full model's
 bundle, per-shard classes (edvit), median end-to-end latency of single requests, throughput of a stream with
@@ -14,7 +15,9 @@ requests in flight, and the bytes one request moves over the links.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgekit.data import load_dataset
-from edgekit.splitter import SplitCoordinator
+from edgekit.splitter import SplitCoordinator, load_plan
 from edgekit.splitter.devices import DeviceSpec, EmulateSpec
 from edgekit.splitter.edvit import SplitSettings, plan_split
 from edgekit.splitter.emulate import EmulatedFleet
@@ -38,10 +41,20 @@ TAG, SUBNET, FIRST_PORT = "ef", "10.242.0", 51300
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+_GFLOPS = """
+import time, numpy as np
+a = np.ones((256, 256), np.float32); b = np.ones((256, 256), np.float32); a @ b
+start, n = time.perf_counter(), 0
+while time.perf_counter() - start < 2.0:
+    a @ b; n += 1
+print(n * 2 * 256**3 / (time.perf_counter() - start) / 1e9)
+"""
+
+
 def device_gflops(fleet: EmulatedFleet) -> float:
-    """Matmul GFLOP/s measured inside the first emulated device, one thread (what its worker gets)."""
-    code = "from edgekit.profiling.device import matmul_gflops; print(matmul_gflops(size=256))"
-    out = fleet.hosts[0].run(sys.executable, "-c", code, capture_output=True, text=True, check=True, timeout=300,
+    """Matmul GFLOP/s inside the first emulated device on one thread, over 2 s of wall time: long against the
+    quota's 10 ms period, so the quota is in it (a median of single products, each shorter than a period, is not)."""
+    out = fleet.hosts[0].run(sys.executable, "-c", _GFLOPS, capture_output=True, text=True, check=True, timeout=300,
                              env={**os.environ, **SINGLE_THREAD})  # fmt: skip
     return float(out.stdout.split()[-1])
 
@@ -118,25 +131,27 @@ def measure_pipeline(plan, addresses, split, in_flight: int, samples: int) -> di
 def run_n(n: int, weights: Path, out: Path, args, spec: EmulateSpec, console: Console, seed_spread) -> list[dict]:
     names = [f"pi{i}" for i in range(n)]
     rows = []
-    with EmulatedFleet([(name, spec) for name in names], tag=TAG, subnet=SUBNET) as fleet:
+    fleet = EmulatedFleet([(name, spec) for name in names], tag=TAG, subnet=SUBNET, shares=args.shares)
+    with fleet:
         gflops = device_gflops(fleet)
         console.print(f"N={n}: {n} emulated devices at {spec.cpus} cpu, {spec.link_mbps:g} Mbit/s, "
                       f"{spec.memory_bytes // 10**6} MB; measured {gflops:.2f} GFLOP/s inside one")  # fmt: skip
         devices = [DeviceSpec(name, None, spec.memory_bytes, gflops, "onnx", spec.link_mbps, emulate=spec)
                    for name in names]  # fmt: skip
         split = load_dataset("digits", (1, 1, 8, 8))
+        wanted = {"edvit": (f"fleet-edvit-n{n}", devices, SplitSettings(finetune_epochs=args.finetune_epochs,
+                                                                        partition=args.partition)),
+                  "pipeline": (f"fleet-pipeline-n{n}", devices, SplitSettings(strategy="pipeline"))}  # fmt: skip
+        if n == min(int(v) for v in args.devices.split(",")):
+            wanted = {"full": ("fleet-full", devices[:1], SplitSettings(keep_ratio=1.0, finetune_epochs=0)), **wanted}
         plans = {}
         with console.status(f"N={n}: planning", spinner="dots") as status:
-            if n == min(int(v) for v in args.devices.split(",")):
-                settings = SplitSettings(keep_ratio=1.0, finetune_epochs=0)
-                plans["full"] = plan_split("vit_digits", devices[:1], out / "fleet-full", weights=weights,
-                                           settings=settings, on_stage=status.update)  # fmt: skip
-            settings = SplitSettings(finetune_epochs=args.finetune_epochs, partition=args.partition)
-            plans["edvit"] = plan_split("vit_digits", devices, out / f"fleet-edvit-n{n}", weights=weights,
-                                        settings=settings, on_stage=status.update)  # fmt: skip
-            settings = SplitSettings(strategy="pipeline")
-            plans["pipeline"] = plan_split("vit_digits", devices, out / f"fleet-pipeline-n{n}", weights=weights,
-                                           settings=settings, on_stage=status.update)  # fmt: skip
+            for kind, (name, on, settings) in wanted.items():
+                if args.reuse and (out / name / "plan.json").is_file():
+                    plans[kind] = load_plan(out / name)  # planned by an earlier run with the same weights
+                    continue
+                plans[kind] = plan_split("vit_digits", on, out / name, weights=weights, settings=settings,
+                                         on_stage=status.update)  # fmt: skip
         workers = FleetWorkers(fleet, out / f"fleet-work-n{n}", names)
         try:
             for kind, plan in plans.items():
@@ -199,14 +214,22 @@ def _cpu_name() -> str:
     return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
 
 
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def run_fleet(args, weights: Path, out: Path, config: dict, console: Console, seed_spread) -> list[dict]:
     if os.geteuid() != 0:
         console.print("--fleet needs root (network namespaces, tc, cgroups)")
         raise SystemExit(2)
     subprocess.run(["tc", "-V"], capture_output=True, check=True)
     spec = EmulateSpec(args.cpus, args.link_mbps, args.memory_mb * 10**6)
+    # SIGTERM (a timeout, a CI cancel) unwinds like Ctrl-C, so the fleet is torn down on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
     rows = []
     for n in (int(v) for v in args.devices.split(",")):
         rows.extend(run_n(n, weights, out, args, spec, console, seed_spread))
         console.print(table(rows, config, rows[0]["full_params"], spec))  # as it goes: a late N may not finish
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
     return rows

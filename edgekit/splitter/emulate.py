@@ -74,7 +74,10 @@ class EmulatedFleet:
         tag: str = "ef",
         subnet: str = "10.242.0",
         period_us: int = PERIOD_US,
+        shares: int = 1024,
     ):
+        """``shares``: the cpu groups' weight against everything else on the machine (1024 = one ordinary
+        process); above it, a device gets its quota even while other work keeps the cores busy."""
         if not _TAG.fullmatch(tag):
             raise ConfigError(f"emulated fleet tag {tag!r}: 1-6 lowercase letters (it names links of 15 characters)")
         if not re.fullmatch(r"\d{1,3}\.\d{1,3}\.\d{1,3}", subnet):
@@ -84,7 +87,7 @@ class EmulatedFleet:
         if os.geteuid() != 0:
             raise ConfigError("an emulated fleet needs root (network namespaces, tc, cgroups)")
         self.devices = list(devices)
-        self.tag, self.subnet, self.period_us = tag, subnet, period_us
+        self.tag, self.subnet, self.period_us, self.shares = tag, subnet, period_us, shares
         self.bridge = f"{tag}br"
         self.host_address = f"{subnet}.1"
         self.hosts: list[EmulatedHost] = []
@@ -137,6 +140,7 @@ class EmulatedFleet:
         cpu.mkdir()
         (cpu / "cpu.cfs_period_us").write_text(str(self.period_us))
         (cpu / "cpu.cfs_quota_us").write_text(str(max(1000, round(host.spec.cpus * self.period_us))))
+        (cpu / "cpu.shares").write_text(str(self.shares))
         memory = CGROUP_ROOT / "memory" / host.cgroup
         memory.mkdir()
         (memory / "memory.limit_in_bytes").write_text(str(host.spec.memory_bytes))
