@@ -190,8 +190,9 @@ def table(rows: list[dict], config: dict, full_params: int, spec: EmulateSpec) -
              f"{spec.cpus} cpu (cgroup quota over 10 ms), {spec.link_mbps:g} Mbit/s tbf, "
              f"{spec.memory_bytes // 10**6} MB each; host {cpu}, loaded by other work")  # fmt: skip
     t = Table(title=title)
-    for col in ("strategy", "N", "stages", "accuracy", "largest shard", "total size", "single ms", "est ms",
-                "vs full", "stream /s", "vs full", "bytes/req", "classes or blocks", "fusion seeds 0-2"):  # fmt: skip
+    for col in ("strategy", "N", "stages", "model acc", "accuracy", "largest shard", "total size", "single ms",
+                "est ms", "speed-up", "stream /s", "vs full", "bytes/req", "classes or blocks",
+                "fusion seeds 0-2"):  # fmt: skip
         t.add_column(col, justify="right")
     full = next((r for r in rows if r["strategy"] == "full"), None)
     for r in rows:
@@ -199,7 +200,7 @@ def table(rows: list[dict], config: dict, full_params: int, spec: EmulateSpec) -
         base_tp = full["throughput_per_s"] if full else float("nan")
         parts = r["classes"] or r["blocks"]
         t.add_row(
-            r["strategy"], str(r["n"]), str(r["stages"]), f"{r['accuracy']:.2%}",
+            r["strategy"], str(r["n"]), str(r["stages"]), f"{r['full_accuracy']:.2%}", f"{r['accuracy']:.2%}",
             f"{r['full_params'] / r['largest_params']:.1f}x smaller", f"{r['total_params'] / r['full_params']:.2f}x",
             f"{r['latency_ms']:.2f}", f"{r['estimated']:.2f}", f"{base_ms / r['latency_ms']:.2f}x",
             f"{r['throughput_per_s']:.1f}", f"{r['throughput_per_s'] / base_tp:.2f}x",
@@ -207,6 +208,12 @@ def table(rows: list[dict], config: dict, full_params: int, spec: EmulateSpec) -
             " / ".join(f"{a:.2%}" for a in r["fusion_seed_accuracy"]) if r["fusion_seed_accuracy"] else "-",
         )  # fmt: skip
     return t
+
+
+def markdown(shown: Table, count: int) -> str:
+    lines = ["| " + " | ".join(str(c.header) for c in shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    lines += ["| " + " | ".join(str(c._cells[i]) for c in shown.columns) + " |" for i in range(count)]
+    return "\n".join(lines)
 
 
 def _cpu_name() -> str:
@@ -229,7 +236,10 @@ def run_fleet(args, weights: Path, out: Path, config: dict, console: Console, se
     rows = []
     for n in (int(v) for v in args.devices.split(",")):
         rows.extend(run_n(n, weights, out, args, spec, console, seed_spread))
-        console.print(table(rows, config, rows[0]["full_params"], spec))  # as it goes: a late N may not finish
+        shown = table(rows, config, rows[0]["full_params"], spec)
+        console.print(shown)  # as it goes: a late N may not finish
+        if getattr(args, "markdown", False):
+            print(markdown(shown, len(rows)))
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2))
     return rows

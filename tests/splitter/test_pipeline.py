@@ -88,3 +88,35 @@ def test_a_killed_middle_stage_ends_the_request_in_time_naming_it(pipeline_plan)
                 runner.infer(split.x_test[:1])
             assert time.monotonic() - start < 3.0 + 1.0
             workers.workers["dev2"].send(signal.SIGCONT)
+
+
+def test_stages_call_each_other_with_the_fleet_token(pipeline_plan, tmp_path):
+    """Workers that require a token: the caller presents it to the first stage, each stage to the next; a
+    middle stage with another token refuses the stage before it, and the error names that stage."""
+    from edgekit.fleet.auth import ClientAuth
+    from edgekit.splitter.local import start_local_worker
+
+    good, other = tmp_path / "token", tmp_path / "other"
+    good.write_text("a-fleet-token-of-enough-length\n")
+    other.write_text("another-token-of-enough-length\n")
+    split = load_dataset("digits", tuple(pipeline_plan.input["shape"]))
+    tokens = {"dev0": good, "dev1": good, "dev2": good}
+    workers = {}
+    try:
+        for name, token in tokens.items():
+            workers[name] = start_local_worker(name, tmp_path / name, "--token-file", str(token))
+        addresses = {n: w.address for n, w in workers.items()}
+        auth = ClientAuth(token=good.read_text().strip())
+        with PipelineRunner(pipeline_plan, addresses, timeout=30, auth=auth) as runner:
+            runner.deploy()
+            assert [s.worker for s in runner.infer(split.x_test[:1]).stages] == ["dev0", "dev1", "dev2"]
+        workers["dev2"].stop(signal.SIGKILL)
+        workers["dev2"] = start_local_worker("dev2", tmp_path / "dev2", "--token-file", str(other))
+        addresses["dev2"] = workers["dev2"].address
+        with PipelineRunner(pipeline_plan, addresses, timeout=30, auth=auth) as runner:
+            with pytest.raises(WorkerError, match=r"worker dev2 \(127\.0\.0\.1:\d+\): stage stage2 refused the "
+                               r"previous stage's credentials \(wrong bearer token\)"):  # fmt: skip
+                runner.infer(split.x_test[:1])
+    finally:
+        for w in workers.values():
+            w.stop(signal.SIGKILL)
