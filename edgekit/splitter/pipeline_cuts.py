@@ -5,7 +5,8 @@ run of blocks on one device, the embedding going with the first and the head wit
 order they are listed in; a device may be left out (more devices than blocks, or one too slow to be worth a
 hop). For a stream of inputs each stage's device is busy for its compute, its link for the bytes in and out,
 so the pipeline's period is the largest of those; one request takes their sum. The cut points minimise the
-period (throughput), and among equal periods the latency. Numbers only: no torch, no network.
+period (throughput), among equal periods the latency, and among those the largest stage's compute.
+Numbers only: no torch, no network.
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ def plan_cuts(cost: ChainCost, devices: Sequence[DeviceSpec], max_stages: int | 
                 stage = Stage(device.name, start, stop, compute, in_ms, out_ms, in_bytes, cost.activation_bytes)
                 # the rest's latency starts with its in_ms, which is this stage's out_ms
                 options.append((max(stage.busy_ms, rest[0]), in_ms + compute + rest[1], (stage, *rest[2])))
-        return min(options, key=lambda o: (round(o[0], 6), o[1]), default=None)
+        # ties (a link-bound period, the same latency for any cut) go to the most even compute
+        return min(options, key=lambda o: (round(o[0], 6), round(o[1], 6), max(s.compute_ms for s in o[2])),
+                   default=None)  # fmt: skip
 
     def next_device(rest: tuple) -> int:
         return next(i for i, d in enumerate(devices) if d.name == rest[2][0].device)

@@ -61,3 +61,10 @@ def test_auto_chooses_the_lower_latency_and_says_why():
     refused = Estimate("edvit", 0.1, 1e4, refused="more devices than classes")
     chosen, why = choose([refused, pipeline])
     assert chosen == "pipeline" and "edvit refused: more devices than classes" in why
+
+
+def test_a_link_bound_pipeline_still_cuts_the_compute_evenly():
+    # 10 kB over 20 Mbit/s is 4 ms a transfer, above 2-4 blocks of 1 ms: those cuts share period and latency
+    cuts = plan_cuts(_cost(blocks=(1.0,) * 6), _devices(2, mbps=20.0))
+    assert cuts.period_ms == pytest.approx(4.0)
+    assert [(s.start, s.stop) for s in cuts.stages] == [(0, 3), (3, 6)]
