@@ -1,5 +1,8 @@
 """ED-ViT split of a ViT trained on scikit-learn's digits over N = 2, 3, 4 local worker processes.
 
+With ``--fleet`` (root): on an emulated fleet of N Pi-class devices instead (CPU quota, shaped link, memory
+limit per device; ``split_fleet.py``), the full model on one of them vs edvit vs pipeline on N.
+
 The full model (vit_digits at width 96, depth 6, 6 heads, MLP 192: 452k parameters, 3.3x the default) is
 trained once;
 each N plans a split from those weights, exports the shards to ONNX, starts N worker processes on
@@ -126,6 +129,17 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=24)
     parser.add_argument("--partition", default="balanced")
     parser.add_argument("--threads", type=int, default=1, help="Runtime threads per worker (they share the cores).")
+    parser.add_argument(
+        "--fleet",
+        action="store_true",
+        help="On an emulated fleet (root): full model on one device vs edvit vs pipeline on N.",
+    )
+    parser.add_argument("--cpus", type=float, default=0.4, help="--fleet: CPU quota of each device (cores).")
+    parser.add_argument("--link-mbps", type=float, default=100.0, help="--fleet: each device's link (Mbit/s).")
+    parser.add_argument("--memory-mb", type=int, default=512, help="--fleet: each device's memory limit (MB).")
+    parser.add_argument("--reuse", action="store_true", help="--fleet: reuse plans an earlier run wrote to --out.")
+    parser.add_argument("--shares", type=int, default=4096, help="--fleet: cpu.shares of each device's group.")
+    parser.add_argument("--stream-samples", type=int, default=200, help="--fleet: requests in the stream.")
     parser.add_argument("--json", help="Write the rows as JSON.")
     parser.add_argument("--markdown", action="store_true", help="Also print the table as Markdown.")
     args = parser.parse_args()
@@ -134,6 +148,13 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     weights = train_full(out, args.epochs, console)
+    if args.fleet:
+        from split_fleet import run_fleet
+
+        rows = run_fleet(args, weights, out, CONFIG, console, fusion_seed_spread)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+        return
     gflops = matmul_gflops()
     rows = [run(int(n), weights, out, args, gflops, console) for n in args.devices.split(",")]
     base = next((r for r in rows if r["n"] == 1), None)

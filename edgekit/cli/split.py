@@ -25,7 +25,12 @@ from edgekit.validate import softmax
 @click.command()
 @click.argument("model")
 @click.option("--devices", "devices_file", required=True, type=click.Path(dir_okay=False), help="devices.yaml.")
-@click.option("--strategy", default="edvit", show_default=True, help="Split strategy.")
+@click.option(
+    "--strategy",
+    default="edvit",
+    show_default=True,
+    help="edvit (class-wise, ED-ViT), pipeline (contiguous blocks per device) or auto (from estimates).",
+)
 @click.option("--partition", default="balanced", show_default=True, help="contiguous, balanced or confusion.")
 @click.option("-w", "--weights", type=click.Path(dir_okay=False), help="Trained weights (else the model is trained).")
 @click.option("--data", default="digits", show_default=True,
@@ -77,6 +82,13 @@ def plan_table(plan):
 
 
 def render_plan(plan) -> None:
+    auto = plan.report.get("auto")
+    if auto:
+        session().out.print(f"--strategy auto chose {auto['why']}", soft_wrap=True)
+    if plan.strategy == "pipeline":
+        from edgekit.cli.pipeline import render_pipeline_plan
+
+        return render_pipeline_plan(plan)
     report = plan.report
     full, fused = report["full"], report["split"]
     table = plan_table(plan)
@@ -181,6 +193,13 @@ def infer_split(plan_dir, workers, input_file, eval_data, limit, timeout, degrad
         raise InputError("give --input FILE.npy or --eval DATASET (one of them)")
     plan = load_plan(plan_dir)
     auth = ClientAuth.from_options(tls, token_file)
+    if plan.strategy == "pipeline":
+        from edgekit.cli.pipeline import run_pipeline
+
+        result = run_pipeline(plan, parse_workers(workers), input_file, eval_data, limit, timeout, redeploy, auth)
+        if json_path:
+            Path(json_path).write_text(json.dumps(result, indent=2))
+        return
     with SplitCoordinator(plan, parse_workers(workers), timeout, degraded_ok, auth) as coordinator:
         start = time.perf_counter()
         sent = coordinator.deploy(force=redeploy)

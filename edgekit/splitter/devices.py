@@ -3,7 +3,9 @@
 Each device declares a name, the worker's address, a memory budget for its shard(s), how fast it is
 (``gflops`` declared, or ``profile:`` a ``device.json`` written by ``edgekit profile-device`` on that
 device, whose measured matmul throughput and available memory fill in what is not declared), and which
-bundle format its runtime loads (``format:`` or a ``target:`` preset).
+bundle format its runtime loads (``format:`` or a ``target:`` preset). ``emulate: {cpus: 0.4, link_mbps: 100,
+memory: 512MB}`` describes the device for an emulated fleet on one machine (``emulate.py``): a CPU quota in
+cores, its link's rate and a memory limit.
 """
 
 from __future__ import annotations
@@ -20,7 +22,42 @@ from edgekit.targets import get_target
 
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 AUTO = "auto"  # an address found by discovery (edgekit.fleet.discovery) when the plan runs
-_KEYS = {"name", "address", "memory", "memory_mb", "gflops", "profile", "format", "target", "link_mbps"}
+_KEYS = {"name", "address", "memory", "memory_mb", "gflops", "profile", "format", "target", "link_mbps", "emulate"}
+_EMULATE_KEYS = {"cpus", "link_mbps", "memory"}
+
+
+@dataclass(frozen=True)
+class EmulateSpec:
+    """How a device is emulated on this machine: CPU quota (cores), link rate, memory limit."""
+
+    cpus: float
+    link_mbps: float
+    memory_bytes: int
+
+    @classmethod
+    def parse(cls, entry: Any, where: str) -> EmulateSpec:
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} emulate: expected {{cpus: 0.4, link_mbps: 100, memory: 512MB}}")
+        unknown = sorted(set(entry) - _EMULATE_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{where} emulate: unknown key {unknown[0]!r} (known: {', '.join(sorted(_EMULATE_KEYS))})"
+            )
+        missing = sorted(_EMULATE_KEYS - set(entry))
+        if missing:
+            raise ConfigError(f"{where} emulate: give {missing[0]} as well (cpus, link_mbps and memory)")
+        numbers = {}
+        for key in ("cpus", "link_mbps"):
+            value = entry[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{where} emulate: {key} must be a positive number, got {value!r}")
+            numbers[key] = float(value)
+        if numbers["cpus"] < 0.01:
+            raise ConfigError(f"{where} emulate: cpus {numbers['cpus']:g} is below the 0.01 core a cgroup can give")
+        memory = parse_size(entry["memory"], f"{where} emulate memory")
+        if memory < 16 * 1000**2:
+            raise ConfigError(f"{where} emulate: memory {memory} bytes is too small for a worker (16MB at least)")
+        return cls(numbers["cpus"], numbers["link_mbps"], memory)
 
 
 @dataclass(frozen=True)
@@ -32,13 +69,20 @@ class DeviceSpec:
     format: str
     link_mbps: float | None = None  # network bandwidth to the coordinator, for the latency estimate
     source: str = "declared"  # or the device.json it was measured in
+    emulate: EmulateSpec | None = None  # how an emulated fleet on one machine stands in for it
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.emulate is None:
+            data.pop("emulate")  # plans written before emulation read back the same
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceSpec:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+        values = {k: data.get(k) for k in cls.__dataclass_fields__ if k in data}
+        if isinstance(values.get("emulate"), dict):
+            values["emulate"] = EmulateSpec(**values["emulate"])
+        return cls(**values)
 
 
 def parse_size(value: Any, what: str) -> int:
@@ -101,6 +145,8 @@ def _device(entry: Any, index: int, base: Path, path: Path) -> DeviceSpec:
         fmt = get_target(str(entry["target"])).format
     else:
         fmt = get_format(str(entry.get("format", "onnx"))).name
+    emulate = EmulateSpec.parse(entry["emulate"], where) if "emulate" in entry else None
+    link = entry.get("link_mbps") or (emulate.link_mbps if emulate else None)  # an emulated link is that fast
     address = entry.get("address")
     if address is not None and address != AUTO and not re.fullmatch(r"[^\s:]+:\d{1,5}", str(address)):
         raise ConfigError(f"{where}: address {address!r} is not host:port (or auto: found over mDNS)")
@@ -110,8 +156,9 @@ def _device(entry: Any, index: int, base: Path, path: Path) -> DeviceSpec:
         memory_bytes=memory,
         gflops=float(gflops),
         format=fmt,
-        link_mbps=float(entry["link_mbps"]) if entry.get("link_mbps") else None,
+        link_mbps=float(link) if link else None,
         source=str(entry["profile"]) if profile else "declared",
+        emulate=emulate,
     )
 
 

@@ -4,7 +4,8 @@ What every strategy needs is done here, once: the strategy resolved (an unknown 
 the model built and checked by the strategy, the full model trained unless weights are given, a staging
 directory for the plan's files, ``plan.json`` written there and the directory moved into place. How the trained
 model becomes shards is the strategy's (:class:`~edgekit.splitter.strategy.SplitStrategy`): ``edvit``, the
-class-wise split of the ED-ViT paper (``classwise.py``), is the first row.
+class-wise split of the ED-ViT paper (``classwise.py``), is the first row; ``pipeline`` (contiguous blocks per
+device, ``pipeline.py``) the second; ``auto`` (``auto.py``) picks one of them from their estimates.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any
 from edgekit.data import load_dataset
 from edgekit.models.spec import ModelSpec
 from edgekit.registry import Registry
+from edgekit.splitter.auto import AutoStrategy
 from edgekit.splitter.classwise import ClasswiseStrategy
 from edgekit.splitter.devices import DeviceSpec
+from edgekit.splitter.pipeline import PipelineStrategy
 from edgekit.splitter.plan import PLAN_NAME, SplitPlan, load_plan, save_plan
 from edgekit.splitter.strategy import SplitJob, SplitSettings, SplitStrategy
 from edgekit.staging import StagedDirectory
@@ -29,7 +32,7 @@ __all__ = ["STRATEGIES", "SplitSettings", "plan_split"]
 log = logging.getLogger(__name__)
 
 STRATEGIES: Registry[SplitStrategy] = Registry("split strategy")
-for _strategy in (ClasswiseStrategy(),):
+for _strategy in (ClasswiseStrategy(), PipelineStrategy(), AutoStrategy()):
     STRATEGIES.add(_strategy.name, _strategy)
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from edgekit.bundle import MANIFEST_NAME, Bundle, read_bundle
 from edgekit.errors import BundleError, ConfigError, EdgekitError, InputError, MissingDependencyError
-from edgekit.fleet.auth import SERVER_KEEPALIVE, ServerAuth
+from edgekit.fleet.auth import SERVER_KEEPALIVE, ClientAuth, ServerAuth
 from edgekit.splitter.plan import bundle_digest
 from edgekit.splitter.upload import UploadLimits, receive, remove_leftovers, staging_dir
 from edgekit.splitter.wire import decode, encode, proto
@@ -202,6 +202,11 @@ def _servicer_class():
                 context.abort(grpc.StatusCode.INTERNAL, str(exc))
             return pb.InferReply(outputs=[encode(k, v) for k, v in outputs.items()], compute_ms=compute_ms)
 
+        def Relay(self, request, context):  # noqa: N802
+            from edgekit.splitter.relay import relay
+
+            return relay(self, request, context)
+
         def Profile(self, request, context):  # noqa: N802
             shard = self.store.get(request.shard)
             if shard is None:
@@ -274,6 +279,7 @@ class RunningWorker:
 
     def stop(self, grace: float = 1.0) -> None:
         self.server.stop(grace).wait()
+        self.service.onward.close()
         self.service.deploys.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
@@ -342,6 +348,10 @@ def start_worker(
     pool = futures.ThreadPoolExecutor(max_workers=max_calls + 2, thread_name_prefix="grpc")
     server = grpc.server(pool, options=options, interceptors=[gate])
     service = _servicer_class()(store, name or f"{os.uname().nodename}:{port}", limits)
+    from edgekit.splitter.relay import Onward
+
+    # A pipeline stage calls the next one as a caller of this fleet: with this worker's own identity and token.
+    service.onward = Onward(ClientAuth(auth.identity, auth.token), max_message_bytes)
     pb_grpc.add_ShardWorkerServicer_to_server(service, server)
     health_service = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)

@@ -71,3 +71,39 @@ def test_sizes():
     assert parse_size(1234, "m") == 1234
     with pytest.raises(ConfigError):
         parse_size(True, "m")
+
+
+def test_emulate_is_parsed_typed_and_round_trips_through_plan_json(tmp_path):
+    from edgekit.splitter.devices import DeviceSpec, EmulateSpec
+
+    pi, plain = load_devices(
+        _write(
+            tmp_path,
+            """
+devices:
+  - {name: pi, memory: 512MB, gflops: 4, emulate: {cpus: 0.4, link_mbps: 100, memory: 512MB}}
+  - {name: box, memory: 1GB, gflops: 4}
+""",
+        )
+    )
+    assert pi.emulate == EmulateSpec(cpus=0.4, link_mbps=100.0, memory_bytes=512_000_000)
+    assert pi.link_mbps == 100.0  # the emulated link is the estimate's link
+    assert plain.emulate is None and "emulate" not in plain.to_json()
+    assert DeviceSpec.from_json(json.loads(json.dumps(pi.to_json()))) == pi
+
+
+@pytest.mark.parametrize(
+    "emulate, message",
+    [
+        ("{cpus: 0.4, link_mbps: 100}", "give memory"),
+        ("{cpus: 0, link_mbps: 100, memory: 512MB}", "cpus must be a positive number"),
+        ("{cpus: 0.4, link_mbps: fast, memory: 512MB}", "link_mbps must be a positive number"),
+        ("{cpus: 0.4, link_mbps: 100, memory: 512MB, disk: 1GB}", "unknown key 'disk'"),
+        ("{cpus: 0.4, link_mbps: 100, memory: 1MB}", "too small"),
+        ("0.4", "expected"),
+    ],
+)
+def test_emulate_refuses_bad_entries(tmp_path, emulate, message):
+    path = _write(tmp_path, f"devices:\n  - {{name: pi, memory: 512MB, gflops: 4, emulate: {emulate}}}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_devices(path)

@@ -121,3 +121,43 @@ class DeviceProfileRequest(_message.Message):
     config_json: str
     energy: str
     def __init__(self, model: _Optional[str] = ..., config_json: _Optional[str] = ..., energy: _Optional[str] = ...) -> None: ...
+
+class Hop(_message.Message):
+    __slots__ = ("shard", "device", "address")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    shard: str
+    device: str
+    address: str
+    def __init__(self, shard: _Optional[str] = ..., device: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+
+class RelayRequest(_message.Message):
+    __slots__ = ("shard", "inputs", "next")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    shard: str
+    inputs: _containers.RepeatedCompositeFieldContainer[Tensor]
+    next: _containers.RepeatedCompositeFieldContainer[Hop]
+    def __init__(self, shard: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., next: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ...) -> None: ...
+
+class StageTime(_message.Message):
+    __slots__ = ("shard", "worker", "compute_ms", "bytes_in")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_MS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_IN_FIELD_NUMBER: _ClassVar[int]
+    shard: str
+    worker: str
+    compute_ms: float
+    bytes_in: int
+    def __init__(self, shard: _Optional[str] = ..., worker: _Optional[str] = ..., compute_ms: _Optional[float] = ..., bytes_in: _Optional[int] = ...) -> None: ...
+
+class RelayReply(_message.Message):
+    __slots__ = ("outputs", "stages")
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    outputs: _containers.RepeatedCompositeFieldContainer[Tensor]
+    stages: _containers.RepeatedCompositeFieldContainer[StageTime]
+    def __init__(self, outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[StageTime, _Mapping]]] = ...) -> None: ...

@@ -59,6 +59,11 @@ class ShardWorkerStub:
                 request_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.DeviceProfileRequest.SerializeToString,
                 response_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileReply.FromString,
                 _registered_method=True)
+        self.Relay = channel.unary_unary(
+                '/edgekit.split.v1.ShardWorker/Relay',
+                request_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.RelayRequest.SerializeToString,
+                response_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.RelayReply.FromString,
+                _registered_method=True)
 
 
 class ShardWorkerServicer:
@@ -95,6 +100,12 @@ class ShardWorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Relay(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardWorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +133,11 @@ def add_ShardWorkerServicer_to_server(servicer, server):
                     servicer.ProfileDevice,
                     request_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.DeviceProfileRequest.FromString,
                     response_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileReply.SerializeToString,
+            ),
+            'Relay': grpc.unary_unary_rpc_method_handler(
+                    servicer.Relay,
+                    request_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.RelayRequest.FromString,
+                    response_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.RelayReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +275,33 @@ class ShardWorker:
             '/edgekit.split.v1.ShardWorker/ProfileDevice',
             edgekit_dot_splitter_dot_proto_dot_split__pb2.DeviceProfileRequest.SerializeToString,
             edgekit_dot_splitter_dot_proto_dot_split__pb2.ProfileReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Relay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgekit.split.v1.ShardWorker/Relay',
+            edgekit_dot_splitter_dot_proto_dot_split__pb2.RelayRequest.SerializeToString,
+            edgekit_dot_splitter_dot_proto_dot_split__pb2.RelayReply.FromString,
             options,
             channel_credentials,
             insecure,
