@@ -3,7 +3,8 @@
 Each device declares a name, the worker's address, a memory budget for its shard(s), how fast it is
 (``gflops`` declared, or ``profile:`` a ``device.json`` written by ``edgekit profile-device`` on that
 device, whose measured matmul throughput and available memory fill in what is not declared), and which
-bundle format its runtime loads (``format:`` or a ``target:`` preset).
+bundle format its runtime loads (``format:`` or a ``target:`` preset); ``runtimes:`` lists other formats it
+can also load, which makes it a candidate for another device's shard as a replica (``split --replicas``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from edgekit.targets import get_target
 
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 AUTO = "auto"  # an address found by discovery (edgekit.fleet.discovery) when the plan runs
-_KEYS = {"name", "address", "memory", "memory_mb", "gflops", "profile", "format", "target", "link_mbps"}
+_KEYS = {"name", "address", "memory", "memory_mb", "gflops", "profile", "format", "target", "link_mbps", "runtimes"}
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,16 @@ class DeviceSpec:
     format: str
     link_mbps: float | None = None  # network bandwidth to the coordinator, for the latency estimate
     source: str = "declared"  # or the device.json it was measured in
+    runtimes: tuple[str, ...] = ()  # formats it loads besides its own (replicas of other devices' shards)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "runtimes": list(self.runtimes)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceSpec:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+        values = {k: data.get(k) for k in cls.__dataclass_fields__ if k in data}
+        values["runtimes"] = tuple(values.get("runtimes") or ())
+        return cls(**values)
 
 
 def parse_size(value: Any, what: str) -> int:
@@ -101,6 +105,9 @@ def _device(entry: Any, index: int, base: Path, path: Path) -> DeviceSpec:
         fmt = get_target(str(entry["target"])).format
     else:
         fmt = get_format(str(entry.get("format", "onnx"))).name
+    runtimes = entry.get("runtimes") or []
+    if not isinstance(runtimes, list):
+        raise ConfigError(f"{where}: runtimes must be a list of formats, e.g. [onnx, tflite]")
     address = entry.get("address")
     if address is not None and address != AUTO and not re.fullmatch(r"[^\s:]+:\d{1,5}", str(address)):
         raise ConfigError(f"{where}: address {address!r} is not host:port (or auto: found over mDNS)")
@@ -112,6 +119,7 @@ def _device(entry: Any, index: int, base: Path, path: Path) -> DeviceSpec:
         format=fmt,
         link_mbps=float(entry["link_mbps"]) if entry.get("link_mbps") else None,
         source=str(entry["profile"]) if profile else "declared",
+        runtimes=tuple(dict.fromkeys(get_format(str(r)).name for r in runtimes if get_format(str(r)).name != fmt)),
     )
 
 
