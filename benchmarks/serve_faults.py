@@ -33,6 +33,7 @@ from edgekit.data import load_dataset
 from edgekit.splitter import SplitCoordinator, load_plan
 from edgekit.splitter.devices import DeviceSpec
 from edgekit.splitter.local import start_local_worker
+from edgekit.splitter.replicas import with_replicas
 from edgekit.splitter.runreport import build_report
 
 DEVICES = ("dev0", "dev1", "dev2")
@@ -41,9 +42,14 @@ CLIENTS = 8
 STOP_MS, CYCLE_MS = 150, 500
 
 
-def make_plan(out: Path, console: Console):
+def make_plan(out: Path, console: Console, given: Path | None):
     from edgekit.splitter.edvit import SplitSettings, plan_split
 
+    if given:  # any plan: every device taken to run every format of its shards, each shard on two of them
+        plan = load_plan(given)
+        formats = tuple(sorted({s.format for s in plan.shards}))
+        devices = [dataclasses.replace(d, runtimes=formats) for d in plan.devices]
+        return with_replicas(plan, 2, devices)
     root = out / "plan"
     if (root / "plan.json").is_file():
         return load_plan(root)
@@ -54,12 +60,12 @@ def make_plan(out: Path, console: Console):
     return load_plan(root)
 
 
-def start_workers(out: Path) -> dict:
-    return {d: start_local_worker(d, out / "workers" / d, "--threads", "1") for d in DEVICES}
+def start_workers(out: Path, plan) -> dict:
+    return {d.name: start_local_worker(d.name, out / "workers" / d.name, "--threads", "1") for d in plan.devices}
 
 
 def scenario(plan, out: Path, images, reference, total: int, fault: str, hedge: str | None) -> dict:
-    workers = start_workers(out)
+    workers = start_workers(out, plan)
     records = []
     try:
         addresses = {d: w.address for d, w in workers.items()}
@@ -118,14 +124,15 @@ def cycle(worker, stop: threading.Event) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("build/bench-serve-faults"))
+    parser.add_argument("--plan", type=Path, help="Use this plan directory (else one is made under --out).")
     parser.add_argument("--requests", type=int, default=1200, help="Requests per scenario, over 8 clients.")
     args = parser.parse_args()
     console = Console()
     quiet_toolchain_logs()
     args.out.mkdir(parents=True, exist_ok=True)
-    plan = make_plan(args.out, console)
+    plan = make_plan(args.out, console, args.plan)
     images = load_dataset("digits", tuple(plan.input["shape"])).x_test[:64]
-    workers = start_workers(args.out)
+    workers = start_workers(args.out, plan)
     try:
         unreplicated = dataclasses.replace(plan, shards=tuple(dataclasses.replace(s, replicas=()) for s in plan.shards))
         with SplitCoordinator(unreplicated, {d: w.address for d, w in workers.items()}, timeout=60) as c:

@@ -111,10 +111,9 @@ class Dispatcher:
             state.failure = (flight.worker, what)
             if state.flights:
                 return  # a hedge is still racing
-            while not state.done:  # next holder; one that is down by now is skipped
-                state.untried = [w for w in state.untried if self.workers.is_up(w)]
-                if not launch(state, hedge=False):
-                    state.done = True
+            state.untried = [w for w in state.untried if self.workers.is_up(w)]  # skip holders down by now
+            if not launch(state, hedge=False):
+                state.done = True
 
         def answer(state: _Shard, flight: _Flight, reply: Any, ended: float) -> None:
             output = decode(reply.outputs[0]) if reply.outputs else None

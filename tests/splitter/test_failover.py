@@ -247,3 +247,36 @@ def test_probing_is_bounded_and_stops_with_the_coordinator():
     assert time.monotonic() - start < 1.5 and workers.down == {"ghost": "test"}
     assert workers._prober is not None and not workers._prober.is_alive()
 
+
+
+def test_cli_run_report_timeline_and_hedging(replicated_plan, alive, tmp_path):
+    import json
+    import shutil
+
+    from edgekit.cli.split_report import node_table
+    from edgekit.splitter.plan import load_plan, save_plan
+    from edgekit.splitter.runreport import build_report
+    from tests.helpers.cli import invoke
+    from tests.helpers.render import assert_fits, rendered
+
+    root = tmp_path / "plan"
+    shutil.copytree(replicated_plan.root, root)
+    save_plan(replicated_plan, root)
+    assert [s.holders for s in load_plan(root).shards] == [s.holders for s in replicated_plan.shards]
+    spec = ",".join(f"{d}={a}" for d, a in alive.addresses.items())
+    result = invoke("infer-split", str(root), "--workers", spec, "--eval", "digits", "--limit", "30", "--hedge-after",
+                    "1", "--report", str(tmp_path / "run.json"), "--timeline", str(tmp_path / "t.png"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run.json").read_text())
+    assert report["requests"] == 30 and report["answered"] == 30 and len(report["records"]) == 30
+    assert report["hedge_policy"] == "1 ms" and report["accuracy"] is not None
+    assert {n["worker"] for n in report["nodes"]} == set(alive.addresses)
+    assert report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
+    assert sum(n["answered"] for n in report["nodes"]) == 30 * len(replicated_plan.shards)
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with SplitCoordinator(replicated_plan, alive.addresses, timeout=TIMEOUT, hedge_after=1) as coordinator:
+        x = np.zeros((1, 1, 8, 8), np.float32)
+        records = [coordinator.infer(x).record for _ in range(5)]
+    assert sum(r.hedges for r in records) >= 1  # 1 ms is shorter than any round trip here
+    assert_fits(rendered(node_table(build_report(records, 1.0, workers=alive.addresses))), whole=("dev0", "dev2"))
+    assert invoke("infer-split", str(root), "--workers", spec, "-i", "x.npy", "--report", "r.json").exit_code == 2

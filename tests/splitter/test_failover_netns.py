@@ -30,7 +30,7 @@ from tests.splitter.conftest import FORMATS
 pytestmark = pytest.mark.netns
 
 PORT = 51250
-TIMEOUT = 3.0  # each request's deadline
+TIMEOUT = 5.0  # each request's deadline
 TOTAL, CLIENTS = 2000, 8
 KILL_AT, STOP_AT, STOP_SECONDS = 600, 1000, 2.0  # requests finished when the faults start
 KILLED, STOPPED = "dev1", "dev2"
