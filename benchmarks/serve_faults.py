@@ -69,7 +69,7 @@ def scenario(plan, out: Path, images, reference, total: int, fault: str, hedge: 
     records = []
     try:
         addresses = {d: w.address for d, w in workers.items()}
-        with SplitCoordinator(plan, addresses, timeout=60, hedge_after=hedge, on_record=records.append) as c:
+        with SplitCoordinator(plan, addresses, timeout=180, hedge_after=hedge, on_record=records.append) as c:
             c.deploy()
             c.timeout = 5.0
             for i in range(60):  # warm-up: runtimes, connections and the hedge percentile
@@ -135,7 +135,7 @@ def main() -> None:
     workers = start_workers(args.out, plan)
     try:
         unreplicated = dataclasses.replace(plan, shards=tuple(dataclasses.replace(s, replicas=()) for s in plan.shards))
-        with SplitCoordinator(unreplicated, {d: w.address for d, w in workers.items()}, timeout=60) as c:
+        with SplitCoordinator(unreplicated, {d: w.address for d, w in workers.items()}, timeout=180) as c:
             c.deploy()
             reference = [c.infer(images[k][None]).logits for k in range(len(images))]
     finally:

@@ -93,7 +93,7 @@ class WorkerSet:
                 self._prober = threading.Thread(target=self._probe_loop, name="edgekit-probe", daemon=True)
                 self._prober.start()
             self._wake.notify_all()
-        log.warning("worker %s %s; marked down, probing it in the background", self.label(worker), why)
+        log.info("worker %s %s; marked down, probing it in the background", self.label(worker), why)
 
     def won_race(self, worker: str) -> None:
         with self._lock:
@@ -154,7 +154,7 @@ class WorkerSet:
         with self._lock:
             why, since = self._down.pop(worker, ("", time.monotonic()))
             self.rejoins.append(Rejoin(worker, time.monotonic() - since, why))
-        log.warning("worker %s is serving again; it rejoins", self.label(worker))
+        log.info("worker %s is serving again; it rejoins", self.label(worker))
 
     def close(self) -> None:
         with self._lock:

@@ -32,14 +32,17 @@ pytestmark = pytest.mark.netns
 PORT = 51250
 TIMEOUT = 5.0  # each request's deadline
 TOTAL, CLIENTS = 2000, 8
-KILL_AT, STOP_AT, STOP_SECONDS = 600, 1000, 2.0  # requests finished when the faults start
-KILLED, STOPPED = "dev1", "dev2"
+KILL_AT, STOP_AT = 600, 1000  # requests finished when the faults start
+STOP_SECONDS = 6.0  # longer than a deadline: calls stuck on it time out
 
 
 def test_load_with_a_worker_killed_and_another_stopped_loses_nothing(split_plan, tmp_path):
     devices = [dataclasses.replace(d, runtimes=FORMATS) for d in split_plan.devices]
     plan = with_replicas(split_plan, 2, devices)
+    # Kill one holder of the first shard and stop the other: while it is stopped that shard has no live holder.
+    STOPPED, KILLED = plan.shards[0].holders  # noqa: N806
     doomed = {s.name for s in plan.shards if set(s.holders) <= {KILLED, STOPPED}}
+    assert doomed
     split = load_dataset("digits", tuple(plan.input["shape"]))
     images = split.x_test[:64]
     local = local_predictions(plan, images)
@@ -53,7 +56,8 @@ def test_load_with_a_worker_killed_and_another_stopped_loses_nothing(split_plan,
                                                      host=address, port=PORT, prefix=inside)  # fmt: skip
             addresses = {d: w.address for d, w in workers.items()}
             assert all(a.startswith("10.241.") for a in addresses.values())
-            with SplitCoordinator(plan, addresses, timeout=60, hedge_after="auto") as coordinator:
+            # a generous deploy: two workers import torch at once for the ExecuTorch shard on a loaded machine
+            with SplitCoordinator(plan, addresses, timeout=180, hedge_after="auto") as coordinator:
                 coordinator.deploy()
                 coordinator.timeout = TIMEOUT
                 reference = [coordinator.infer(images[i : i + 1]).logits for i in range(len(images))]
@@ -108,3 +112,7 @@ def test_load_with_a_worker_killed_and_another_stopped_loses_nothing(split_plan,
     # The killed worker stays down; the stopped one came back.
     assert KILLED in down and STOPPED not in down and STOPPED in rejoined
     assert time.monotonic() - started_at < 240
+    print(
+        f"\n{len(answered)} answered, {len(failed)} named errors (doomed {sorted(doomed)}), "
+        f"{len(answered) / run.wall_s:.0f} answers/s over {run.wall_s:.1f} s; rejoined {sorted(rejoined)}"
+    )
