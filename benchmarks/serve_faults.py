@@ -7,6 +7,8 @@ them (``--replicas 2``), driven through ``SplitCoordinator.infer`` from 8 thread
 - one worker SIGKILLed a third of the way in (its shards fail over to their replicas);
 - one worker slowed: SIGSTOP for 150 ms out of every 500 ms, with hedging off and with ``--hedge-after auto``.
 
+Each scenario's timeline (one lane per worker) is written to ``--out`` as a PNG.
+
 Every answer is checked against the answer the plan gave before any fault (bit for bit). All processes share
 this machine's cores, so the numbers say what failover and hedging cost and save here, not on real devices.
 When ``edgekit serve`` lands, the same scenarios apply with its endpoint as the client.
@@ -25,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
 from edgekit._native import quiet_toolchain_logs
 from edgekit.cpu import host_cpu
@@ -35,6 +36,8 @@ from edgekit.splitter.devices import DeviceSpec
 from edgekit.splitter.local import start_local_worker
 from edgekit.splitter.replicas import with_replicas
 from edgekit.splitter.runreport import build_report
+from edgekit.splitter.timeline import plot_timeline
+from edgekit.tables import WrappingTable
 
 DEVICES = ("dev0", "dev1", "dev2")
 VICTIM = "dev1"
@@ -106,6 +109,8 @@ def scenario(plan, out: Path, images, reference, total: int, fault: str, hedge: 
             if cycler.is_alive():
                 cycler.join()
             report = build_report(list(records), wall, workers=addresses, hedge=c.hedge)
+            plot_timeline(report.records, out / f"timeline-{fault}-{hedge or 'off'}.png", list(addresses),
+                          f"{fault}, hedging {hedge or 'off'}")  # fmt: skip
     finally:
         for w in workers.values():
             w.stop(signal.SIGKILL)
@@ -141,19 +146,21 @@ def main() -> None:
     finally:
         for w in workers.values():
             w.stop(signal.SIGKILL)
-    table = Table(title=f"split plan, 3 workers x 2 copies, {CLIENTS} clients, {args.requests} requests per row "
-                        f"(all on one {host_cpu().name}, {os.cpu_count()} cores)")  # fmt: skip
-    for name in ("scenario", "hedging", "answered", "errors", "wrong", "req/s", "p50 ms", "p99 ms", "retries",
+    title = (f"replicated split plan (3 workers x 2 copies), {CLIENTS} clients, {args.requests} requests a row; "
+             f"all on one {host_cpu().name}, {os.cpu_count()} cores, shared")  # fmt: skip
+    table = WrappingTable(title=title)
+    for name in ("scenario", "hedging", "ok", "errors", "wrong", "req/s", "p50 ms", "p99 ms", "retries",
                  "hedges (won)"):  # fmt: skip
         table.add_column(name, justify="left" if name in ("scenario", "hedging") else "right")
+    stalled = f"{VICTIM} stopped {STOP_MS} ms of {CYCLE_MS}"
+    labels = {"none": "no faults", "killed": f"{VICTIM} killed", "slowed": stalled}
     for fault, hedge in (("none", None), ("killed", None), ("slowed", None), ("slowed", "auto")):
         with console.status(f"{fault}, hedging {hedge or 'off'}", spinner="dots"):
             result = scenario(plan, args.out, images, reference, args.requests, fault, hedge)
         r = result["report"]
         table.add_row(
-            {"none": "no faults", "killed": f"{VICTIM} killed", "slowed": f"{VICTIM} stopped {STOP_MS}/{CYCLE_MS} ms"}[
-                fault], hedge or "off", str(r.answered), str(result["errors"]), str(result["wrong"]),
-            f"{r.throughput_rps:.0f}", f"{r.latency_ms.p50:.2f}", f"{r.latency_ms.p99:.2f}", str(r.retries),
+            labels[fault], hedge or "off", str(r.answered), str(result["errors"]), str(result["wrong"]),
+            f"{r.throughput_rps:.0f}", f"{r.latency_ms.p50:.1f}", f"{r.latency_ms.p99:.1f}", str(r.retries),
             f"{r.hedges} ({r.hedge_wins})",
         )  # fmt: skip
     console.print(table)
