@@ -64,7 +64,9 @@ def make_plan(out: Path, console: Console, given: Path | None):
 
 
 def start_workers(out: Path, plan) -> dict:
-    return {d.name: start_local_worker(d.name, out / "workers" / d.name, "--threads", "1") for d in plan.devices}
+    """Fresh workers with empty workdirs: every scenario deploys its shards (in parallel) from scratch."""
+    run = out / "workers" / str(time.monotonic_ns())
+    return {d.name: start_local_worker(d.name, run / d.name, "--threads", "1") for d in plan.devices}
 
 
 def scenario(plan, out: Path, images, reference, total: int, fault: str, hedge: str | None) -> dict:
