@@ -151,8 +151,8 @@ def main() -> None:
     title = (f"replicated split plan (3 workers x 2 copies), {CLIENTS} clients, {args.requests} requests a row; "
              f"all on one {host_cpu().name}, {os.cpu_count()} cores, shared")  # fmt: skip
     table = WrappingTable(title=title)
-    for name in ("scenario", "hedging", "ok", "err", "req/s", "p50 ms", "p99 ms", "retries", "hedges (won)"):
-        table.add_column(name, justify="left" if name in ("scenario", "hedging") else "right")
+    for name in ("scenario", "ok", "err", "req/s", "p50 ms", "p99 ms", "retries", "hedges (won)"):
+        table.add_column(name, justify="left" if name == "scenario" else "right")
     stalled = f"{VICTIM} stopped {STOP_MS} ms of {CYCLE_MS}"
     labels = {"none": "no faults", "killed": f"{VICTIM} killed", "slowed": stalled}
     wrong = 0
@@ -162,7 +162,7 @@ def main() -> None:
         r = result["report"]
         wrong += result["wrong"]
         table.add_row(
-            labels[fault], hedge or "off", str(r.answered), str(result["errors"]),
+            f"{labels[fault]}, hedging {hedge or 'off'}", str(r.answered), str(result["errors"]),
             f"{r.throughput_rps:.0f}", f"{r.latency_ms.p50:.1f}", f"{r.latency_ms.p99:.1f}", str(r.retries),
             f"{r.hedges} ({r.hedge_wins})",
         )  # fmt: skip
