@@ -108,7 +108,7 @@ def test_load_with_a_worker_killed_and_another_stopped_loses_nothing(split_plan,
         assert isinstance(o.error, WorkerError), repr(o.error)
         assert doomed and any(f"no replica of {s} is left" in str(o.error) for s in doomed), str(o.error)
         assert o.ended >= faults["stopped"] and o.started <= rejoined_at, (o, faults)
-    assert len(answered) > TOTAL // 2
+    assert len(answered) >= STOP_AT - CLIENTS  # at most the requests in flight at the stop can have failed before it
     # The killed worker stays down; the stopped one came back.
     assert KILLED in down and STOPPED not in down and STOPPED in rejoined
     assert time.monotonic() - started_at < 240
