@@ -9,7 +9,6 @@ import json
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 import click
@@ -18,6 +17,7 @@ import numpy as np
 from edgekit.cli import render
 from edgekit.cli.app import requiet, session
 from edgekit.cli.options import parse_settings, set_option, tls_option, token_option
+from edgekit.cli.split_report import node_table, replica_lines, run_summary
 from edgekit.errors import InputError
 from edgekit.validate import softmax
 
@@ -39,10 +39,12 @@ from edgekit.validate import softmax
 @click.option("--finetune-epochs", default=24, show_default=True, help="Distillation epochs per sub-model.")
 @click.option("--keep", type=float, help="Keep ratio of heads and neurons (default: 1/N of the size, within memory).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--replicas", default=1, show_default=True,
+              help="Devices per shard, where memory and runtimes allow (1: no replicas).")  # fmt: skip
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Plan directory.")
 @set_option
-def split(model, devices_file, strategy, partition, weights, data, epochs, finetune_epochs, keep, seed, out_dir,
-          settings) -> None:  # fmt: skip
+def split(model, devices_file, strategy, partition, weights, data, epochs, finetune_epochs, keep, seed, replicas,
+          out_dir, settings) -> None:  # fmt: skip
     """Split a ViT into class-wise pruned sub-models for the devices in devices.yaml (ED-ViT)."""
     from edgekit.splitter import load_devices
     from edgekit.splitter.edvit import SplitSettings, plan_split
@@ -51,7 +53,7 @@ def split(model, devices_file, strategy, partition, weights, data, epochs, finet
     devices = load_devices(devices_file)
     options = SplitSettings(
         strategy=strategy, partition=partition, epochs=epochs, finetune_epochs=finetune_epochs, keep_ratio=keep,
-        seed=seed,
+        seed=seed, replicas=replicas,
     )  # fmt: skip
     with session().err.status("planning", spinner="dots") as status:
         plan = plan_split(
@@ -102,6 +104,8 @@ def render_plan(plan) -> None:
         f"{fused['critical_path_bound_ms']:.3f} ms) -> {plan.root}",
         soft_wrap=True,
     )
+    for line in replica_lines(plan):
+        session().out.print(line, soft_wrap=True)
 
 
 @click.command()
@@ -181,16 +185,23 @@ def _announce(running, host: str, profile_file: str | None):
 @click.option("--degraded-ok", is_flag=True, help="Answer from the remaining shards when a worker fails.")
 @click.option("--redeploy", is_flag=True, help="Upload every shard even if the worker already holds it.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the result as JSON.")
+@click.option("--hedge-after", help="Also send a shard call to a replica after auto (its p95) or MS milliseconds.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="With --eval: the run report (every request's record) as JSON.")  # fmt: skip
+@click.option("--timeline", "timeline_path", type=click.Path(dir_okay=False),
+              help="With --eval: a PNG timeline, one lane per worker.")  # fmt: skip
 @tls_option
 @token_option
-def infer_split(plan_dir, workers, input_file, eval_data, limit, timeout, degraded_ok, redeploy, json_path, tls,
-                token_file) -> None:  # fmt: skip
+def infer_split(plan_dir, workers, input_file, eval_data, limit, timeout, degraded_ok, redeploy, json_path,
+                hedge_after, report_path, timeline_path, tls, token_file) -> None:  # fmt: skip
     """Run a split plan on its workers: deploy missing shards, fan out, fuse."""
     from edgekit.fleet.auth import ClientAuth
     from edgekit.splitter import SplitCoordinator, load_plan, parse_workers
 
     if bool(input_file) == bool(eval_data):
         raise InputError("give --input FILE.npy or --eval DATASET (one of them)")
+    if (report_path or timeline_path) and not eval_data:
+        raise InputError("--report and --timeline describe a run: give them with --eval")
     plan = load_plan(plan_dir)
     auth = ClientAuth.from_options(tls, token_file)
     if plan.strategy == "pipeline":
@@ -200,16 +211,18 @@ def infer_split(plan_dir, workers, input_file, eval_data, limit, timeout, degrad
         if json_path:
             Path(json_path).write_text(json.dumps(result, indent=2))
         return
-    with SplitCoordinator(plan, parse_workers(workers), timeout, degraded_ok, auth) as coordinator:
-        start = time.perf_counter()
-        sent = coordinator.deploy(force=redeploy)
+    with SplitCoordinator(plan, parse_workers(workers), timeout, degraded_ok, auth, hedge_after=hedge_after) as c:
+        sent = c.deploy(force=redeploy)
         if sent:
-            session().err.print(f"deployed {', '.join(sent)} in {time.perf_counter() - start:.2f} s")
+            outcome = c.last_deploy
+            to = len({u.worker for u in outcome.uploads})
+            session().err.print(f"deployed {', '.join(sent)} to {to} worker(s) in parallel in {outcome.seconds:.2f} s "
+                                f"(deadline {outcome.deadline_s:.0f} s)")  # fmt: skip
         if input_file:
-            result = _infer_file(coordinator, plan, input_file)
+            result = _infer_file(c, plan, input_file)
         else:
-            result = _evaluate(coordinator, plan, eval_data, limit)
-        down = dict(coordinator.down)
+            result = _evaluate(c, plan, eval_data, limit, report_path, timeline_path)
+        down = dict(c.down)
     result["down"] = down
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2))
@@ -234,7 +247,7 @@ def _infer_file(coordinator, plan, input_file: str) -> dict:
             "missing": list(output.missing), "latency_ms": output.latency_ms, "workers": rows}  # fmt: skip
 
 
-def _evaluate(coordinator, plan, eval_data: str, limit: int | None) -> dict:
+def _evaluate(coordinator, plan, eval_data: str, limit: int | None, report_path=None, timeline_path=None) -> dict:
     from edgekit.data import load_dataset
 
     split = load_dataset(eval_data, tuple(plan.input["shape"]))
@@ -255,6 +268,16 @@ def _evaluate(coordinator, plan, eval_data: str, limit: int | None) -> dict:
         soft_wrap=True,
     )
     session().out.print(worker_table(rows, "per worker (medians)"))
+    report = evaluation.report
+    if report.retries or report.hedges or report.rejoins:
+        session().out.print(run_summary(report), soft_wrap=True)
+        session().out.print(node_table(report))
+    if report_path:
+        Path(report_path).write_text(json.dumps(report.to_json(), indent=1))
+    if timeline_path:
+        from edgekit.splitter.timeline import plot_timeline
+
+        plot_timeline(report.records, timeline_path, list(coordinator.addresses), f"{plan.model['name']} split run")
     return {"accuracy": evaluation.accuracy, "samples": evaluation.samples,
             "degraded_samples": evaluation.degraded_samples, "median_latency_ms": median, "workers": rows}  # fmt: skip
 

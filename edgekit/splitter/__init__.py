@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from edgekit.splitter.coordinator import SplitCoordinator, SplitEvaluation, SplitOutput, parse_workers
 from edgekit.splitter.devices import DeviceSpec, load_devices
+from edgekit.splitter.hedging import HedgePolicy
 from edgekit.splitter.plan import ShardPlan, SplitPlan, load_plan, save_plan
+from edgekit.splitter.records import RequestRecord, ShardCall
+from edgekit.splitter.replicas import with_replicas
+from edgekit.splitter.runreport import RunReport, build_report
 from edgekit.splitter.worker import start_worker
 
 __all__ = [
     "DeviceSpec",
+    "HedgePolicy",
+    "RequestRecord",
+    "RunReport",
+    "ShardCall",
     "ShardPlan",
     "SplitCoordinator",
     "SplitEvaluation",
@@ -22,6 +30,8 @@ __all__ = [
     "load_devices",
     "load_plan",
     "parse_workers",
+    "build_report",
     "save_plan",
     "start_worker",
+    "with_replicas",
 ]

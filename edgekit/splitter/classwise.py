@@ -12,7 +12,8 @@ Its stages, after ``plan_split`` has the full model trained, and the choices the
 4. Each sub-model's pooled feature vector is what it sends back; a fusion MLP over the concatenated
    features, trained on the training split with whole shards dropped at random, gives all C classes.
 5. Shards are placed on devices (``assign.py``), exported to their device's format through the ordinary
-   exporter (verified against PyTorch like any export) and pinned in ``plan.json`` by digest.
+   exporter (verified against PyTorch like any export) and pinned in ``plan.json`` by digest; with
+   ``replicas`` > 1 each bundle is also placed on other devices that can run it (``replicas.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from edgekit.splitter.fuse import FusionHead, train_fusion
 from edgekit.splitter.partition import PARTITIONS, partition_classes
 from edgekit.splitter.plan import ShardPlan, SplitPlan, bundle_digest
 from edgekit.splitter.prune import KeepChoice, VitShape, prune_vit, taylor_importance
+from edgekit.splitter.replicas import replicate
 from edgekit.splitter.report import classwise_report
 from edgekit.splitter.strategy import SplitJob, SplitSettings
 from edgekit.types import jsonable
@@ -90,6 +92,8 @@ class ClasswiseStrategy:
             # pruning ranks heads by their softmax outputs and rebuilds plain blocks
             raise UnsupportedOptionError("attention for edgekit split", spec.config["attention"], ["softmax"])
         PARTITIONS.get(settings.partition)
+        if settings.replicas < 1:
+            raise UnsupportedOptionError("--replicas", settings.replicas, ["1 (no replicas) or more"])
         shape = VitShape.of(spec.module)
         keep_choices(shape, [()] * len(devices), devices, settings.keep_ratio)
 
@@ -121,6 +125,7 @@ class ClasswiseStrategy:
         clock = time.perf_counter()
         host_gflops = matmul_gflops()
         shards, busy = _export_shards(job, subs, specs, costs, assignment, host_gflops)
+        shards, replication = replicate(shards, job.devices, settings.replicas)
         timings["export_s"] = time.perf_counter() - clock
         fusion.head.save(job.staging / "fusion.npz")
 
@@ -129,6 +134,7 @@ class ClasswiseStrategy:
             degraded=fusion.degraded, sub_accuracy=subs.accuracy, shards=shards, busy=busy, host_gflops=host_gflops,
             assignment=assignment, timings=timings,
         )  # fmt: skip
+        report["replicas"] = replication.to_json()
         return SplitPlan(
             model={"name": spec.name, "config": jsonable(spec.config), "parameters": spec.parameters,
                    "flops": full_flops},

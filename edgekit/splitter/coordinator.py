@@ -1,58 +1,46 @@
 """The client side of a split: deploy shards to workers, fan an input out, fuse the features.
 
-Every request to every worker runs in parallel under one deadline (``timeout`` seconds), so a request
-ends within the timeout whatever the workers do. A worker that fails (unreachable, killed mid-request,
-too slow) raises :class:`WorkerError` naming it -- or, with ``degraded_ok``, its shards are left out,
-the fusion head answers from the others (a missing shard enters as its training mean) and the result is
-marked degraded; a worker that failed is not asked again by the same coordinator.
+A request runs under one deadline (``timeout`` seconds, or ``deadline_s`` per call): every shard is sent at
+once to its first live holder (``dispatch.py``), retried on a replica when that worker fails, times out or
+answers wrongly, and hedged on a replica when it is slow (``hedge_after``). A worker that failed is marked
+down and probed in the background (``workerset.py``); it rejoins once it answers the standard health check
+and holds its shards. A shard none of whose holders answered raises :class:`WorkerError` naming the worker
+-- or, with ``degraded_ok``, is left out, the fusion head answers from the others (a missing shard enters as
+its training mean) and the result is marked degraded. ``infer`` may be called from many threads at once.
+Every request leaves a :class:`RequestRecord`; ``evaluate`` gathers them into a ``RunReport``.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import statistics
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgekit.errors import ConfigError, InputError, WorkerError
 from edgekit.fleet.auth import ClientAuth
+from edgekit.splitter.deploy import DEPLOY_SECONDS, DeployOutcome, bundle_chunks, deploy_parallel
 from edgekit.splitter.devices import AUTO
+from edgekit.splitter.dispatch import Dispatcher
+from edgekit.splitter.hedging import HedgePolicy, ShardLatencies
 from edgekit.splitter.plan import ShardPlan, SplitPlan
-from edgekit.splitter.wire import decode, encode, proto
+from edgekit.splitter.records import RequestRecord, ShardCall
+from edgekit.splitter.runreport import RunReport, build_report
+from edgekit.splitter.wire import encode, proto
+from edgekit.splitter.workerset import WorkerSet
+
+__all__ = ["DEPLOY_SECONDS", "ShardCall", "SplitCoordinator", "SplitEvaluation", "SplitOutput", "bundle_chunks",
+           "failure_reason", "parse_workers"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1 << 20
 ALL = "*"  # parse_workers("auto"): every device of the plan
-DEPLOY_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class ShardCall:
-    shard: str
-    worker: str
-    compute_ms: float  # inside the worker's runtime
-    round_trip_ms: float  # as seen by the coordinator
-    bytes_sent: int
-    bytes_received: int
-
-    @property
-    def overhead_ms(self) -> float:
-        """Network, serialisation and gRPC time: the round trip minus the worker's compute."""
-        return max(0.0, self.round_trip_ms - self.compute_ms)
-
-    def to_row(self) -> dict[str, Any]:
-        """The per-worker row ``SplitEvaluation.per_worker`` gives (here for a single call)."""
-        return {
-            "worker": self.worker, "shards": [self.shard], "calls": 1, "compute_ms": self.compute_ms,
-            "round_trip_ms": self.round_trip_ms, "overhead_ms": self.overhead_ms, "bytes_sent": self.bytes_sent,
-            "bytes_received": self.bytes_received,
-        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,6 +51,7 @@ class SplitOutput:
     missing: tuple[str, ...]  # shards left out
     calls: tuple[ShardCall, ...]
     latency_ms: float
+    record: RequestRecord | None = None  # which worker served what, retries, hedges
 
 
 @dataclass(frozen=True)
@@ -72,6 +61,7 @@ class SplitEvaluation:
     degraded_samples: int
     latency_ms: tuple[float, ...]
     calls: tuple[ShardCall, ...] = field(repr=False)
+    report: RunReport | None = field(default=None, repr=False)
 
     def per_worker(self) -> list[dict[str, Any]]:
         rows = []
@@ -114,14 +104,16 @@ class SplitCoordinator:
         degraded_ok: bool = False,
         auth: ClientAuth | None = None,
         discovery_seconds: float = 3.0,
+        hedge_after: str | float | HedgePolicy | None = None,
+        probe_timeout: float = 1.0,
+        on_record: Callable[[RequestRecord], None] | None = None,
     ):
-        pb, pb_grpc = proto()
-        import grpc
-
-        self._pb, self._grpc = pb, grpc
+        proto()  # a missing grpcio is named here, before anything else
         if timeout <= 0:
             raise ConfigError(f"--timeout must be positive, got {timeout}")
         self.plan, self.timeout, self.degraded_ok = plan, timeout, degraded_ok
+        self.hedge = HedgePolicy.parse(hedge_after)
+        self.on_record = on_record
         self.fusion = plan.load_fusion()
         workers = dict(workers or {})
         if workers.get(ALL) == AUTO:
@@ -130,38 +122,53 @@ class SplitCoordinator:
         if unknown:
             raise ConfigError(f"--workers names {unknown[0]!r}, which is not a device of the plan "
                               f"({', '.join(d.name for d in plan.devices)})")  # fmt: skip
-        self.addresses: dict[str, str] = {}
-        for device in dict.fromkeys(s.device for s in plan.shards):  # plan order, for stable messages
+        addresses: dict[str, str] = {}
+        for device in dict.fromkeys(d for s in plan.shards for d in s.holders):  # plan order, for stable messages
             address = workers.get(device) or plan.device(device).address
             if not address:
                 raise ConfigError(f"no address for device {device}: pass --workers {device}=host:port")
-            self.addresses[device] = address
+            addresses[device] = address
         self.auth = auth or ClientAuth()
-        auto = [d for d, a in self.addresses.items() if a == AUTO]
+        auto = [d for d, a in addresses.items() if a == AUTO]
         if auto:
             from edgekit.fleet.discovery import resolve
 
-            self.addresses.update(resolve(auto, self.auth.identity, timeout=discovery_seconds))
+            addresses.update(resolve(auto, self.auth.identity, timeout=discovery_seconds))
         problem = self.auth.local_problem()
         if problem:
-            first = next(iter(self.addresses))
-            raise WorkerError(f"{first} ({self.addresses[first]})", f"cannot authenticate: {problem}")
-        options = [("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)]
-        self._channels = {d: self.auth.channel(a, d, options) for d, a in self.addresses.items()}
-        self._stubs = {d: pb_grpc.ShardWorkerStub(c) for d, c in self._channels.items()}
-        self.down: dict[str, str] = {}  # worker -> why it was dropped (degraded mode)
+            first = next(iter(addresses))
+            raise WorkerError(f"{first} ({addresses[first]})", f"cannot authenticate: {problem}")
+        self.workers = WorkerSet(addresses, self.auth, probe_timeout, on_rejoin=self._holds_its_shards)
+        self.latencies = ShardLatencies()
+        self._excluded: dict[tuple[str, str], str] = {}  # (shard, worker) -> why that worker cannot run it
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self.last_deploy: DeployOutcome | None = None
+        self._dispatch = Dispatcher(self.workers, self._usable, self._explain, self.hedge, self.latencies)
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        return self.workers.addresses
+
+    @property
+    def down(self) -> dict[str, str]:
+        """Workers down now -> why (they are probed and rejoin when healthy)."""
+        return self.workers.down
 
     # -- control plane -------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """Each worker's health reply, in parallel; a failure raises WorkerError (or is recorded when degraded)."""
-        calls = {d: s.Health.future(self._pb.HealthRequest(), timeout=self.timeout) for d, s in self._stubs.items()}
+        """Each live worker's health reply, in parallel. A worker that fails is marked down; WorkerError when that
+        leaves a shard without a holder (unless degraded)."""
+        pb = proto()[0]
+        calls = {d: s.Health.future(pb.HealthRequest(), timeout=self.timeout) for d, s in self.workers.stubs.items()}
         replies = {}
         for device, call in calls.items():
             try:
                 replies[device] = call.result()
-            except self._grpc.RpcError as exc:
+            except Exception as exc:  # noqa: BLE001 -- grpc.RpcError; explained, never raw
                 self._fail(device, exc)
+        self._check_coverage()
         return replies
 
     def wait_ready(self, seconds: float = DEPLOY_SECONDS) -> dict[str, Any]:
@@ -173,109 +180,83 @@ class SplitCoordinator:
             replies = self.health()
         loading = sorted(d for d, r in replies.items() if r.status == "loading")
         if loading:
-            raise WorkerError(self._label(loading[0]), f"still loading its stored shards after {seconds:g} s")
+            raise WorkerError(self.workers.label(loading[0]), f"still loading its stored shards after {seconds:g} s")
         return replies
 
     def deploy(self, force: bool = False, on_shard: Callable[[ShardPlan, int], None] | None = None) -> list[str]:
-        """Upload every shard its worker lacks (or all with ``force``); returns the shards sent."""
-        sent = []
+        """Upload every shard each of its holders lacks (or all with ``force``), every worker at once, under one
+        deadline; returns the shards sent (a shard once per worker it went to)."""
         replies = self.wait_ready()
+        todo: dict[str, list[ShardPlan]] = {}
         for shard in self.plan.shards:
-            if shard.device in self.down:
-                continue
-            reply = replies[shard.device]
-            held = {s.shard: s.digest for s in reply.shards}
-            if shard.format not in reply.formats:
-                raise WorkerError(
-                    self._label(shard.device),
-                    f"cannot run {shard.format} bundles (it has runtimes for {', '.join(reply.formats) or 'nothing'}); "
-                    f"install edgekit-sdk[{_extra(shard.format)}] there",
-                )
-            if held.get(shard.name) == shard.digest and not force:
-                continue
-            path = self.plan.verify_shard(shard)
-            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-            # Loading can be slow the first time (the ExecuTorch runtime imports torch): the worker has
-            # already answered a health check within the timeout, so a deploy gets a minute, plus a second a MiB.
-            deadline = max(self.timeout, DEPLOY_SECONDS) + size / (1 << 20)
-            try:
-                self._stubs[shard.device].Deploy(self._chunks(shard, path), timeout=deadline)
-            except self._grpc.RpcError as exc:
-                self._fail(shard.device, exc, during=f"deploying {shard.name}")
-                continue
-            sent.append(shard.name)
-            if on_shard:
-                on_shard(shard, size)
-        return sent
-
-    def _chunks(self, shard: ShardPlan, path: Path) -> Iterator[Any]:
-        return bundle_chunks(shard.name, shard.digest, path)
+            for device in shard.holders:
+                reply = replies.get(device)
+                if reply is None:
+                    continue  # down: failed its health check
+                if shard.format not in reply.formats:
+                    self._cannot_run(shard, device, reply)
+                    continue
+                held = {s.shard: s.digest for s in reply.shards}
+                if force or held.get(shard.name) != shard.digest:
+                    todo.setdefault(device, []).append(shard)
+        outcome = deploy_parallel(self.plan, self.workers, todo, self.timeout, on_shard)
+        self.last_deploy = outcome
+        for device, (exc, shard_name) in outcome.failed.items():
+            self._fail(device, exc, during=f"deploying {shard_name}")
+        self._check_coverage()
+        order = {s.name: i for i, s in enumerate(self.plan.shards)}
+        return [u.shard for u in sorted(outcome.uploads, key=lambda u: order[u.shard])]
 
     # -- data plane ----------------------------------------------------------------------------
 
-    def infer(self, x: np.ndarray) -> SplitOutput:
-        """Fused logits for one input batch shaped like the plan's input."""
+    def infer(self, x: np.ndarray, deadline_s: float | None = None) -> SplitOutput:
+        """Fused logits for one input batch shaped like the plan's input (thread-safe)."""
         x = self._check_input(x)
+        budget = self.timeout if deadline_s is None else deadline_s
+        if budget <= 0:
+            raise ConfigError(f"a request's deadline must be positive, got {budget}")
         tensor = encode(self.plan.input["name"], x)  # once: every shard receives the same bytes
+        request_id = next(self._ids)
         start = time.perf_counter()
-        deadline = start + self.timeout
-        pending = []
-        for shard in self.plan.shards:
-            if shard.device in self.down:
-                continue
-            request = self._pb.InferRequest(shard=shard.name, inputs=[tensor])
-            stamp: dict[str, float] = {}  # when the reply arrived, set on gRPC's thread
-            sent_at = time.perf_counter()
-            future = self._stubs[shard.device].Infer.future(request, timeout=max(0.001, deadline - sent_at))
-            future.add_done_callback(lambda _f, s=stamp: s.setdefault("t", time.perf_counter()))
-            pending.append((shard, request, future, sent_at, stamp))
-        features: dict[str, np.ndarray] = {}
-        calls = []
-        for shard, request, future, sent_at, stamp in pending:
-            try:
-                reply = future.result()
-            except self._grpc.RpcError as exc:
-                self._fail(shard.device, exc, during=f"running {shard.name}")
-                continue
-            output = decode(reply.outputs[0]) if reply.outputs else None
-            if output is None or output.size != x.shape[0] * shard.feature_dim:
-                got = None if output is None else list(output.shape)
-                raise WorkerError(self._label(shard.device), f"{shard.name} returned features of shape {got}, "
-                                  f"expected {[x.shape[0], shard.feature_dim]}")  # fmt: skip
-            features[shard.name] = output.reshape(x.shape[0], shard.feature_dim)
-            calls.append(
-                ShardCall(
-                    shard.name, shard.device, reply.compute_ms, (stamp.get("t", time.perf_counter()) - sent_at) * 1e3,
-                    request.ByteSize(), reply.ByteSize(),
-                )
-            )  # fmt: skip
-        missing = tuple(s.name for s in self.plan.shards if s.name not in features)
-        if len(missing) == len(self.plan.shards):
-            raise WorkerError(", ".join(sorted(self.down)) or "all", "no shard answered; nothing to fuse")
-        logits = self.fusion.logits([features.get(s.name) for s in self.plan.shards])
-        return SplitOutput(
-            logits, logits.argmax(-1), bool(missing), missing, tuple(calls), (time.perf_counter() - start) * 1e3
-        )
+        fan = self._dispatch.run(self.plan.shards, tensor, x.shape[0], start + budget)
+        missing = tuple(s.name for s in self.plan.shards if s.name not in fan.features)
+        error = ""
+        if missing and (not self.degraded_ok or len(missing) == len(self.plan.shards)):
+            error = self._no_holder_error(missing[0], fan.failures[missing[0]], len(missing) == len(self.plan.shards))
+        if error:
+            self._record(RequestRecord(request_id, start, (time.perf_counter() - start) * 1e3, fan.calls,
+                                       fan.attempts, missing, str(error)))  # fmt: skip
+            raise error
+        logits = self.fusion.logits([fan.features.get(s.name) for s in self.plan.shards])
+        latency = (time.perf_counter() - start) * 1e3
+        calls = tuple(sorted(fan.calls, key=lambda c: [s.name for s in self.plan.shards].index(c.shard)))
+        record = RequestRecord(request_id, start, latency, calls, fan.attempts, missing,
+                               prediction=int(logits[0].argmax()))  # fmt: skip
+        self._record(record)
+        return SplitOutput(logits, logits.argmax(-1), bool(missing), missing, calls, latency, record)
 
     def evaluate(
         self, x: np.ndarray, y: np.ndarray, on_sample: Callable[[int, SplitOutput], None] | None = None
     ) -> SplitEvaluation:
         """Accuracy over labelled samples sent one at a time (batch 1, as an edge camera would)."""
         correct = degraded = 0
-        latency, calls = [], []
+        latency, calls, records = [], [], []
+        start = time.perf_counter()
         for i in range(len(x)):
             result = self.infer(x[i : i + 1])
             correct += int(result.prediction[0] == y[i])
             degraded += int(result.degraded)
             latency.append(result.latency_ms)
             calls.extend(result.calls)
+            records.append(result.record)
             if on_sample:
                 on_sample(i, result)
-        return SplitEvaluation(correct / max(1, len(x)), len(x), degraded, tuple(latency), tuple(calls))
+        report = build_report(records, time.perf_counter() - start, labels=y[: len(records)], workers=self.addresses,
+                              hedge=self.hedge, rejoins=len(self.workers.rejoins))  # fmt: skip
+        return SplitEvaluation(correct / max(1, len(x)), len(x), degraded, tuple(latency), tuple(calls), report)
 
     def close(self) -> None:
-        for channel in self._channels.values():
-            channel.close()
+        self.workers.close()
 
     def __enter__(self) -> SplitCoordinator:
         return self
@@ -284,6 +265,37 @@ class SplitCoordinator:
         self.close()
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _record(self, record: RequestRecord) -> None:
+        if self.on_record:
+            self.on_record(record)
+
+    def _holds_its_shards(self, device: str) -> bool:
+        """Before a worker that answers the health check rejoins: it holds (or is given) every shard it should.
+
+        Runs on the probe thread; the redeploy, if any, has its own deadline (``deploy.py``)."""
+        pb = proto()[0]
+        reply = self.workers.stubs[device].Health(pb.HealthRequest(), timeout=self.workers.probe_timeout)
+        if reply.status != "ok":
+            return False
+        held = {s.shard: s.digest for s in reply.shards}
+        with self._lock:
+            mine = [s for s in self.plan.shards if device in s.holders and (s.name, device) not in self._excluded]
+        missing = [s for s in mine if held.get(s.name) != s.digest]
+        if missing:
+            outcome = deploy_parallel(self.plan, self.workers, {device: missing}, self.timeout)
+            if outcome.failed:
+                exc, shard = outcome.failed[device]
+                log.info("worker %s: redeploying %s failed: %s", self.workers.label(device), shard, exc)
+                return False
+            log.info("worker %s came back without %s; redeployed", self.workers.label(device),
+                     ", ".join(s.name for s in missing))  # fmt: skip
+        return True
+
+    def _usable(self, shard: ShardPlan) -> list[str]:
+        with self._lock:
+            excluded = {d for (s, d) in self._excluded if s == shard.name}
+        return [d for d in shard.holders if d not in excluded and self.workers.is_up(d)]
 
     def _check_input(self, x: np.ndarray) -> np.ndarray:
         expected = tuple(self.plan.input["shape"])
@@ -294,19 +306,44 @@ class SplitCoordinator:
             raise InputError(f"split input must have shape {list(expected)}, got {list(x.shape)}")
         return np.ascontiguousarray(x)
 
-    def _label(self, device: str) -> str:
-        return f"{device} ({self.addresses[device]})"
+    def _explain(self, device: str, exc: Any, budget_s: float) -> str:
+        """A failed call in words; an authentication failure raises (no replica or retry can fix it)."""
+        what, auth_failure = failure_reason(exc, self.auth, self.addresses[device], device, budget_s)
+        if auth_failure:
+            raise WorkerError(self.workers.label(device), what)
+        return what
 
     def _fail(self, device: str, exc: Any, during: str = "") -> None:
-        what, auth_failure = failure_reason(exc, self.auth, self.addresses[device], device, self.timeout)
-        if auth_failure:
-            raise WorkerError(self._label(device), what)  # degraded mode cannot help: every call would fail
-        if during:
-            what = f"{what} while {during}"
-        if not self.degraded_ok:
-            raise WorkerError(self._label(device), what)
-        log.warning("worker %s %s; continuing without it (degraded)", self._label(device), what)
-        self.down[device] = what
+        what = self._explain(device, exc, self.timeout)
+        self.workers.mark_down(device, f"{what} while {during}" if during else what)
+
+    def _cannot_run(self, shard: ShardPlan, device: str, reply: Any) -> None:
+        why = (f"cannot run {shard.format} bundles (it has runtimes for {', '.join(reply.formats) or 'nothing'}); "
+               f"install edgekit-sdk[{_extra(shard.format)}] there")  # fmt: skip
+        with self._lock:
+            self._excluded[(shard.name, device)] = why
+            left = [d for d in shard.holders if (shard.name, d) not in self._excluded]
+        if not left:  # a configuration error, not a failure: degraded mode would hide it on every request
+            raise WorkerError(self.workers.label(device), why)
+        log.warning("worker %s %s; %s runs on %s only", self.workers.label(device), why, shard.name, ", ".join(left))
+
+    def _check_coverage(self) -> None:
+        if self.degraded_ok:
+            return
+        for shard in self.plan.shards:
+            if not self._usable(shard):
+                worker = next((d for d in shard.holders if not self.workers.is_up(d)), shard.holders[0])
+                raise self._no_holder_error(shard.name, (worker, self.workers.why_down(worker)), False)
+
+    def _no_holder_error(self, shard_name: str, failure: tuple[str, str], everything: bool) -> WorkerError:
+        worker, what = failure
+        shard = next(s for s in self.plan.shards if s.name == shard_name)
+        if everything and len(self.plan.shards) > 1 and self.degraded_ok:
+            what = f"{what}; no shard answered, nothing to fuse"
+        elif len(shard.holders) > 1:
+            others = "; ".join(f"{d} {self.workers.why_down(d) or 'failed'}" for d in shard.holders if d != worker)
+            what = f"{what}; no replica of {shard_name} is left ({others})"
+        return WorkerError(self.workers.label(worker), what)
 
 
 def failure_reason(exc: Any, auth: ClientAuth, address: str, device: str, timeout: float) -> tuple[str, bool]:
@@ -318,28 +355,11 @@ def failure_reason(exc: Any, auth: ClientAuth, address: str, device: str, timeou
     if refused:
         return refused, True
     if name == "DEADLINE_EXCEEDED":
-        return f"did not answer within {timeout:g} s", False
+        return f"did not answer within {timeout:.3g} s", False
     if name == "UNAVAILABLE":
         first = details.splitlines()[0][:160] if details else "connection failed"
         return f"is unreachable or stopped ({first})", False
     return f"refused the request ({name}: {details.splitlines()[0][:200] if details else 'no details'})", False
-
-
-def bundle_chunks(shard: str, digest: str, path: Path) -> Iterator[Any]:
-    """A bundle directory as the DeployChunk stream a worker receives (one empty chunk for an empty file)."""
-    pb, _ = proto()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = str(file.relative_to(path))
-        with file.open("rb") as fh:
-            first = True
-            while True:
-                data = fh.read(CHUNK_BYTES)
-                if not data and not first:
-                    break
-                yield pb.DeployChunk(shard=shard, digest=digest, path=rel, data=data)
-                first = False
-                if len(data) < CHUNK_BYTES:
-                    break
 
 
 def _extra(fmt: str) -> str:

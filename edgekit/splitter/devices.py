@@ -5,7 +5,8 @@ Each device declares a name, the worker's address, a memory budget for its shard
 device, whose measured matmul throughput and available memory fill in what is not declared), and which
 bundle format its runtime loads (``format:`` or a ``target:`` preset). ``emulate: {cpus: 0.4, link_mbps: 100,
 memory: 512MB}`` describes the device for an emulated fleet on one machine (``emulate.py``): a CPU quota in
-cores, its link's rate and a memory limit.
+cores, its link's rate and a memory limit. ``runtimes:`` lists other formats it can also load, which makes
+it a candidate for another device's shard as a replica (``split --replicas``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,19 @@ from edgekit.targets import get_target
 
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 AUTO = "auto"  # an address found by discovery (edgekit.fleet.discovery) when the plan runs
-_KEYS = {"name", "address", "memory", "memory_mb", "gflops", "profile", "format", "target", "link_mbps", "emulate"}
+_KEYS = {
+    "name",
+    "address",
+    "memory",
+    "memory_mb",
+    "gflops",
+    "profile",
+    "format",
+    "target",
+    "link_mbps",
+    "emulate",
+    "runtimes",
+}
 _EMULATE_KEYS = {"cpus", "link_mbps", "memory"}
 
 
@@ -70,9 +83,10 @@ class DeviceSpec:
     link_mbps: float | None = None  # network bandwidth to the coordinator, for the latency estimate
     source: str = "declared"  # or the device.json it was measured in
     emulate: EmulateSpec | None = None  # how an emulated fleet on one machine stands in for it
+    runtimes: tuple[str, ...] = ()  # formats it loads besides its own (replicas of other devices' shards)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {**asdict(self), "runtimes": list(self.runtimes)}
         if self.emulate is None:
             data.pop("emulate")  # plans written before emulation read back the same
         return data
@@ -82,6 +96,7 @@ class DeviceSpec:
         values = {k: data.get(k) for k in cls.__dataclass_fields__ if k in data}
         if isinstance(values.get("emulate"), dict):
             values["emulate"] = EmulateSpec(**values["emulate"])
+        values["runtimes"] = tuple(values.get("runtimes") or ())
         return cls(**values)
 
 
@@ -147,6 +162,9 @@ def _device(entry: Any, index: int, base: Path, path: Path) -> DeviceSpec:
         fmt = get_format(str(entry.get("format", "onnx"))).name
     emulate = EmulateSpec.parse(entry["emulate"], where) if "emulate" in entry else None
     link = entry.get("link_mbps") or (emulate.link_mbps if emulate else None)  # an emulated link is that fast
+    runtimes = entry.get("runtimes") or []
+    if not isinstance(runtimes, list):
+        raise ConfigError(f"{where}: runtimes must be a list of formats, e.g. [onnx, tflite]")
     address = entry.get("address")
     if address is not None and address != AUTO and not re.fullmatch(r"[^\s:]+:\d{1,5}", str(address)):
         raise ConfigError(f"{where}: address {address!r} is not host:port (or auto: found over mDNS)")
@@ -159,6 +177,7 @@ def _device(entry: Any, index: int, base: Path, path: Path) -> DeviceSpec:
         link_mbps=float(link) if link else None,
         source=str(entry["profile"]) if profile else "declared",
         emulate=emulate,
+        runtimes=tuple(dict.fromkeys(get_format(str(r)).name for r in runtimes if get_format(str(r)).name != fmt)),
     )
 
 

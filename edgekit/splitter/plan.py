@@ -44,16 +44,23 @@ class ShardPlan:
     feature_dim: int
     estimated_ms: float  # measured on the planning host with the shard's runtime, scaled to the device
     bound_ms: float  # FLOPs at the device's matmul throughput (+ link): what the assignment balanced
+    replicas: tuple[str, ...] = ()  # devices that hold the same bundle, in the order failover tries them
+
+    @property
+    def holders(self) -> tuple[str, ...]:
+        """Every device that runs this shard: the primary first, then its replicas."""
+        return (self.device, *self.replicas)
 
     def to_json(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ShardPlan:
-        values = {k: data[k] for k in cls.__dataclass_fields__}
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k != "replicas"}
         for k in ("classes", "heads", "mlp"):
             values[k] = tuple(int(v) for v in values[k])
-        return cls(**values)
+        # plans written before replicas existed have none
+        return cls(**values, replicas=tuple(str(d) for d in data.get("replicas", ())))
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,10 @@ def load_plan(root: str | Path) -> SplitPlan:
     if len(set(names)) != len(names) or not names:
         raise BundleError(f"{path}: shard names must be unique and non-empty")
     for shard in plan.shards:
-        plan.device(shard.device)
+        for device in shard.holders:
+            plan.device(device)
+        if len(set(shard.holders)) != len(shard.holders):
+            raise BundleError(f"{path}: shard {shard.name} names a device twice among its primary and replicas")
     return plan
 
 

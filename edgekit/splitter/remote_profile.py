@@ -16,7 +16,8 @@ from edgekit.bundle import read_bundle
 from edgekit.errors import ConfigError, WorkerError
 from edgekit.fleet.auth import ClientAuth
 from edgekit.profiling.profiler import ProfileReport
-from edgekit.splitter.coordinator import DEPLOY_SECONDS, bundle_chunks, failure_reason
+from edgekit.splitter.coordinator import failure_reason
+from edgekit.splitter.deploy import DEPLOY_SECONDS, bundle_chunks
 from edgekit.splitter.plan import bundle_digest
 from edgekit.splitter.wire import proto
 

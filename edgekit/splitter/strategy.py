@@ -34,6 +34,7 @@ class SplitSettings:
     lr: float = 2e-3
     seed: int = 0
     samples: int = 8  # export validation inputs
+    replicas: int = 1  # devices per shard, the primary included (replicas run the same bundle)
 
 
 @dataclass(frozen=True)

@@ -91,3 +91,29 @@ def test_split_tables_fit_in_80_columns(split_plan):
     rows = [{"worker": "dev0@127.0.0.1:50101", "shards": list(shards), "compute_ms": 1.234, "round_trip_ms": 2.5,
              "overhead_ms": 1.27, "bytes_sent": 1024.0, "bytes_received": 256.0}]  # fmt: skip
     assert_fits(rendered(worker_table(rows, "per worker (medians)")), whole=("dev0@127.0.0.1:50101",))
+
+
+REPLICA_DEVICES = """
+devices:
+  - {name: pi-a, memory: 64MB, gflops: 8, format: onnx, runtimes: [tflite]}
+  - {name: pi-b, memory: 64MB, gflops: 8, format: tflite}
+"""
+
+
+def test_split_places_replicas_and_names_the_shards_it_could_not_replicate(tmp_path):
+    from edgekit.splitter import load_plan
+
+    path = tmp_path / "devices.yaml"
+    path.write_text(REPLICA_DEVICES)
+    result = invoke(
+        "split", "vit_digits", "--devices", str(path), "-o", str(tmp_path / "plan"), "--epochs", "1",
+        "--finetune-epochs", "1", "--partition", "contiguous", "-s", "depth=1", "--replicas", "2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plan = load_plan(tmp_path / "plan")
+    by_device = {s.device: s for s in plan.shards}
+    assert by_device["pi-b"].holders == ("pi-b", "pi-a")  # pi-a also runs tflite bundles
+    assert by_device["pi-a"].holders == ("pi-a",)  # pi-b cannot run onnx
+    short = plan.report["replicas"]["short"]
+    assert list(short) == [by_device["pi-a"].name] and "no other device can run onnx" in short[by_device["pi-a"].name]
+    assert "not fully replicated" in result.output and "no other device can run onnx" in result.output
