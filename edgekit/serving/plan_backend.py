@@ -26,12 +26,13 @@ LOGITS, PREDICTION = "logits", "prediction"
 
 class PlanBackend:
     def __init__(self, root: str | Path, workers: Mapping[str, str] | None = None, timeout: float = 5.0,
-                 degraded_ok: bool = False, auth: ClientAuth | None = None, name: str | None = None):  # fmt: skip
+                 degraded_ok: bool = False, auth: ClientAuth | None = None, name: str | None = None,
+                 hedge_after: str | float | None = None):  # fmt: skip
         from edgekit.splitter import SplitCoordinator, load_plan
         from edgekit.splitter.plan import PLAN_NAME
 
         self.plan = load_plan(root)
-        self.coordinator = SplitCoordinator(self.plan, workers, timeout, degraded_ok, auth)
+        self.coordinator = SplitCoordinator(self.plan, workers, timeout, degraded_ok, auth, hedge_after=hedge_after)
         try:
             sent = self.coordinator.deploy()
         except BaseException:

@@ -35,6 +35,7 @@ class PlanOptions:
     timeout: float = 5.0
     degraded_ok: bool = False
     auth: ClientAuth = field(default_factory=ClientAuth)
+    hedge_after: str | float | None = None  # "auto" or milliseconds: a slow shard call is also sent to a replica
 
 
 def _open_bundle(path: Path, name: str | None, graph: str | None, threads: int | None, plan: PlanOptions):
@@ -48,7 +49,7 @@ def _open_plan(path: Path, name: str | None, graph: str | None, threads: int | N
 
     if graph is not None:
         raise ConfigError("--graph names a bundle's graph; a split plan has one model")
-    return PlanBackend(path, plan.workers, plan.timeout, plan.degraded_ok, plan.auth, name)
+    return PlanBackend(path, plan.workers, plan.timeout, plan.degraded_ok, plan.auth, name, plan.hedge_after)
 
 
 # marker file -> what opens a directory holding it
