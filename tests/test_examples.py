@@ -40,7 +40,7 @@ def run_example(name: str, out: Path) -> str:
            "COLUMNS": "100"}  # fmt: skip
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / example.folder / "run.py"), *example.args, "--out", str(out)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900,
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800,
     )  # fmt: skip
     (out / "output.txt").write_text(proc.stdout)  # kept with the test's tmp_path, for reading a failure
     assert proc.returncode == 0, proc.stdout[-3000:]
