@@ -23,7 +23,8 @@ class Example:
 
 
 EXAMPLES = {
-    "formats": Example("formats", ("--model", "vit_digits", "--rounds", "1", "--runs", "2")),
+    # one format: the other examples export all three, and a .pte export is the slowest step of the suite
+    "formats": Example("formats", ("--model", "vit_digits", "--formats", "onnx", "--rounds", "1", "--runs", "2")),
     "split": Example("split", ("--epochs", "1", "--finetune-epochs", "1")),
     "streaming": Example("streaming", ("--epochs", "1")),
     "generation": Example("generation", ("--format", "onnx", "--pairs", "200", "--epochs", "1", "--held-out", "8")),
@@ -64,9 +65,9 @@ def test_every_example_folder_has_a_readme_and_a_tested_script():
 
 
 def test_formats_example(tmp_path):
-    run_example("formats", tmp_path)  # it exits 1 when any format fails verification
-    for fmt in ("pte", "tflite", "onnx"):
-        assert (tmp_path / f"vit_digits-{fmt}" / "edgekit.json").is_file(), fmt
+    out = run_example("formats", tmp_path)  # it exits 1 when any format fails verification
+    assert (tmp_path / "vit_digits-onnx" / "edgekit.json").is_file()
+    assert re.search(r"│ onnx │ ok │", out), out[-2000:]
 
 
 def test_split_example(tmp_path):
