@@ -21,6 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vit_tiny")
     parser.add_argument("--out", default="build/demo")
+    parser.add_argument("--formats", default="pte,tflite,onnx", help="comma-separated formats to export and time")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
@@ -31,7 +32,7 @@ def main() -> None:
     with console.status("starting", spinner="dots") as status:
         rows = compare_formats(
             args.model,
-            ["pte", "tflite", "onnx"],
+            args.formats.split(","),
             Path(args.out),
             rounds=args.rounds,
             runs=args.runs,

@@ -35,13 +35,16 @@ def edgekit(console: Console, *args: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="build/demo-split")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs of the full model")
+    parser.add_argument("--finetune-epochs", type=int, default=24, help="distillation epochs per shard")
+    parser.add_argument("--seed", type=int, default=0, help="training, class partition and fusion seed")
     args = parser.parse_args()
     console = Console()
     plan = Path(args.out) / "plan"
     console.rule("ED-ViT split inference over three local worker processes")
     edgekit(console, "split", "vit_digits", "--devices", str(HERE / "devices.yaml"), "-o", str(plan),
-            "--epochs", str(args.epochs))  # fmt: skip
+            "--epochs", str(args.epochs), "--finetune-epochs", str(args.finetune_epochs),
+            "--seed", str(args.seed))  # fmt: skip
     with LocalWorkers(["phone", "pi5", "jetson"], root=Path(args.out) / "workers") as workers:
         console.print(", ".join(f"worker {n} on {a}" for n, a in workers.addresses.items()))
         spec = ",".join(f"{n}={a}" for n, a in workers.addresses.items())
