@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: setup demo test test-runtime test-slow test-netns test-arm64 bench lint proto clean
+.PHONY: setup demo test test-runtime test-slow test-netns test-arm64 test-examples bench lint proto clean
 
 setup: $(STAMP)
 
@@ -21,9 +21,13 @@ demo: setup
 	$(BIN)/python examples/split/run.py
 	$(BIN)/python examples/streaming/run.py
 
-# Default suite: everything but the slow, netns and arm64 markers (includes the torch-free runtime environment).
+# Default suite: everything but the slow, netns, arm64 and examples markers (includes the torch-free runtime environment).
 test: setup
-	$(PYTEST) -m "not slow and not netns and not arm64"
+	$(PYTEST) -m "not slow and not netns and not arm64 and not examples"
+
+# Every example script end to end with its quickest settings (about 7 min on a quiet 2-core machine).
+test-examples: setup
+	$(PYTEST) -m examples tests/test_examples.py
 
 # Only the torch-free environment: installs the package with onnxruntime + tflite-runtime (numpy<2)
 # in .venv-runtime and runs bundles exported by the main environment.

@@ -64,12 +64,14 @@ def test_every_example_folder_has_a_readme_and_a_tested_script():
         assert "examples/" + folder + "/run.py" in readme, folder
 
 
+@pytest.mark.examples
 def test_formats_example(tmp_path):
     out = run_example("formats", tmp_path)  # it exits 1 when any format fails verification
     assert (tmp_path / "vit_digits-onnx" / "edgekit.json").is_file()
     assert re.search(r"│ onnx │ ok │", out), out[-2000:]
 
 
+@pytest.mark.examples
 def test_split_example(tmp_path):
     out = run_example("split", tmp_path)
     percent(r"full " + PERCENT, out)
@@ -78,11 +80,13 @@ def test_split_example(tmp_path):
     assert through_workers == pytest.approx(fused, abs=0.01)  # the workers run the planned shards
 
 
+@pytest.mark.examples
 def test_streaming_example(tmp_path):
     out = run_example("streaming", tmp_path)
     percent(r"accuracy " + PERCENT + r" on \d+ held-out digits", out)
 
 
+@pytest.mark.examples
 def test_generation_example(tmp_path):
     out = run_example("generation", tmp_path)
     assert "verified: the bundle's greedy tokens equal PyTorch's on all 8 held-out strings" in out
@@ -92,6 +96,7 @@ def test_generation_example(tmp_path):
     percent(r"onnx bundle " + PERCENT, out)
 
 
+@pytest.mark.examples
 def test_int8_example(tmp_path):
     out = run_example("int8", tmp_path)
     fp32 = percent(r"FP32 " + PERCENT, out)
@@ -101,6 +106,7 @@ def test_int8_example(tmp_path):
     assert 0.0 < ratio < 0.6
 
 
+@pytest.mark.examples
 def test_fleet_example(tmp_path):
     out = run_example("fleet", tmp_path)
     percent(r"split accuracy on digits: " + PERCENT, out)
