@@ -27,8 +27,13 @@ def test_every_shard_is_pruned_and_exported_verified(split_plan):
         )
         if shard.format == "pte":
             assert manifest["export"]["undelegated_op_count"] == 0
-        assert shard.parameters <= full / len(split_plan.shards)  # the default keep ratio: at most 1/N of the size
-        assert all(h < 4 for h in shard.heads) and all(m < 128 for m in shard.mlp)
+        assert shard.parameters <= full / len(split_plan.shards)  # the default budget: at most 1/N of the size
+        kept = split_plan.report["split"]["structure"][shard.name]  # what the search kept, as built and exported
+        config = manifest["model"]["config"]
+        assert (config["dim"], config["depth"], config["block_head_dim"]) == (kept["width"], kept["depth"],
+                                                                             kept["head_dim"])  # fmt: skip
+        assert list(shard.heads) == kept["heads"] and list(shard.mlp) == kept["mlp"] == config["block_mlp"]
+        assert shard.feature_dim == kept["width"] and kept["bound_by"] == ["parameters"]
     classes = sorted(c for s in split_plan.shards for c in s.classes)
     assert classes == list(range(10))
 

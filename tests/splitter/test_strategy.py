@@ -101,3 +101,25 @@ def test_one_device_plan_builds_and_reports_finite_numbers(trained, tmp_path):
     assert math.isfinite(split["subset_accuracy"]["shard0"])
     assert plan.report["full"]["accuracy"] == pytest.approx(full_accuracy)
     assert not list(tmp_path.glob(".plan.partial*"))
+
+
+def test_more_devices_than_classes_is_refused_before_any_work(tmp_path):
+    from edgekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot split 10 classes over 11 devices"):
+        plan_split("vit_digits", _devices(11), tmp_path / "plan", config=TINY_SPLIT_CONFIG, settings=SETTINGS)
+    assert not (tmp_path / "plan").exists()
+
+
+@pytest.mark.slow  # ten shard exports: minutes on a loaded machine
+def test_one_class_per_device_plan_builds_and_reports_finite_numbers(trained, tmp_path):
+    _, _, weights, _, data = trained
+    plan = plan_split("vit_digits", _devices(CLASSES), tmp_path / "plan", weights=weights, data=data,
+                      settings=SETTINGS)  # fmt: skip
+    assert sorted(s.classes for s in plan.shards) == [(c,) for c in range(CLASSES)]
+    split = plan.report["split"]
+    assert math.isfinite(split["accuracy"]) and split["accuracy"] > 0.5
+    assert all(math.isfinite(a) for a in split["subset_accuracy"].values())
+    full = plan.report["full"]["feature_parameters"]
+    assert sum(s.parameters for s in plan.shards) <= full
+    assert all(len(split["structure"][s.name]["heads"]) == split["structure"][s.name]["depth"] for s in plan.shards)
