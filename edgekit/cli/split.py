@@ -32,12 +32,13 @@ from edgekit.validate import softmax
               help="Built-in dataset, or an .npz with x_train, y_train, x_test, y_test.")  # fmt: skip
 @click.option("--epochs", default=30, show_default=True, help="Training epochs of the full model (without -w).")
 @click.option("--finetune-epochs", default=24, show_default=True, help="Distillation epochs per sub-model.")
-@click.option("--keep", type=float, help="Keep ratio of heads and neurons (default: 1/N of the size, within memory).")
+@click.option("--keep", type=float, help="Each shard's share of the model's parameters (default 1/N), within memory.")
+@click.option("--latency-ms", type=float, help="Each shard's FLOPs within this many ms at its device's GFLOP/s.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Plan directory.")
 @set_option
-def split(model, devices_file, strategy, partition, weights, data, epochs, finetune_epochs, keep, seed, out_dir,
-          settings) -> None:  # fmt: skip
+def split(model, devices_file, strategy, partition, weights, data, epochs, finetune_epochs, keep, latency_ms, seed,
+          out_dir, settings) -> None:  # fmt: skip
     """Split a ViT into class-wise pruned sub-models for the devices in devices.yaml (ED-ViT)."""
     from edgekit.splitter import load_devices
     from edgekit.splitter.edvit import SplitSettings, plan_split
@@ -46,7 +47,7 @@ def split(model, devices_file, strategy, partition, weights, data, epochs, finet
     devices = load_devices(devices_file)
     options = SplitSettings(
         strategy=strategy, partition=partition, epochs=epochs, finetune_epochs=finetune_epochs, keep_ratio=keep,
-        seed=seed,
+        latency_ms=latency_ms, seed=seed,
     )  # fmt: skip
     with session().err.status("planning", spinner="dots") as status:
         plan = plan_split(

@@ -179,5 +179,5 @@ def _amount(name: str, value: float) -> str:
     if name == "memory":
         return f"{value / 1e6:.2f} MB"
     if name == "flops":
-        return f"{value / 1e6:.2f} MFLOP"
+        return f"{int(value):,} FLOPs"
     return f"{int(value):,} parameters"

@@ -123,3 +123,19 @@ def test_one_class_per_device_plan_builds_and_reports_finite_numbers(trained, tm
     full = plan.report["full"]["feature_parameters"]
     assert sum(s.parameters for s in plan.shards) <= full
     assert all(len(split["structure"][s.name]["heads"]) == split["structure"][s.name]["depth"] for s in plan.shards)
+
+
+def test_each_shard_budget_is_its_share_its_devices_memory_and_the_latency_at_its_speed():
+    from edgekit.models import create_model
+    from edgekit.splitter.classwise import shard_budgets
+    from edgekit.splitter.prune import Importance, VitShape
+    from edgekit.splitter.structure_search import Budget, search_structure
+
+    shape = VitShape.of(create_model("vit_digits", **TINY_SPLIT_CONFIG).module)
+    slow, fast = DeviceSpec("slow", None, 50_000_000, 2.0, "onnx"), DeviceSpec("fast", None, 80_000_000, 8.0, "onnx")
+    budgets = shard_budgets(shape, 2, [slow, fast], SplitSettings(latency_ms=0.1))
+    half = shape.parameters(shape.full()) // 2
+    assert budgets == [(fast, Budget(half, 80_000_000, 800_000)), (slow, Budget(half, 50_000_000, 200_000))]
+    for _, budget in budgets:
+        result = search_structure(shape, Importance.uniform(shape, 1.0), budget)
+        assert shape.flops(result.structure) <= budget.max_flops and "flops" in result.binding
