@@ -39,7 +39,7 @@ def test_split_command_writes_a_plan(devices_file, tmp_path):
     "args, devices, message",
     [
         (["cnn_small", "-s", "widths=[4,8]"], DEVICES, "model for edgekit split='cnn_small' is not supported"),
-        (["vit_digits"], DEVICES.replace("64MB", "10kB", 1), "device pi-a: even the smallest sub-model"),
+        (["vit_digits"], DEVICES.replace("64MB", "1kB", 1), "device pi-a: even the smallest sub-model"),
         (["vit_digits", "--partition", "balance"], DEVICES, "Did you mean 'balanced'"),
         (["vit_digits", "--keep", "1.5"], DEVICES, "--keep"),
         (["vit_digits", "--latency-ms", "0"], DEVICES, "--latency-ms"),
