@@ -1,7 +1,7 @@
 """How small ED-ViT shards get, and what the fused answer loses: sizes and accuracy of class-wise splits at N devices.
 
-The full model is vit_digits at width 96, depth 6, 6 heads of 16, MLP 192 (452k parameters, 1.8 MB in fp32;
-30 epochs on scikit-learn's digits), trained once. For each N a split is planned from those weights with each shard's
+The full model is by default vit_digits at width 96, depth 6, 6 heads of 16, MLP 192 (452k parameters, 1.8 MB
+in fp32; 30 epochs on scikit-learn's digits; ``--config`` / ``--epochs`` choose another), trained once. For each N a split is planned from those weights with each shard's
 parameter budget set to 1 / (shrink x N) of the full feature extractor (``--shrink``, default 2.75: an 11x
 smaller shard at N = 4, 27.5x at N = 10), every shard cut by the global structure search (width, blocks,
 heads, head dimension, MLP neurons), distilled and exported to ONNX; the fused held-out accuracy is computed
@@ -35,15 +35,15 @@ CONFIG = {"dim": 96, "depth": 6, "heads": 6, "mlp_ratio": 2.0}  # benchmarks/spl
 TARGETS = {4: 10.0, 10: 25.0}  # N -> the largest shard's required reduction
 
 
-def train_full(out: Path, epochs: int, console: Console) -> Path:
+def train_full(out: Path, config: dict, epochs: int, console: Console) -> Path:
     from edgekit.models import prepare_model
     from edgekit.training import save_weights, train_classifier
 
-    weights = out / "vit_digits_96x6.pt"
+    weights = out / f"vit_digits_{config['dim']}x{config['depth']}_{epochs}ep.pt"
     if weights.is_file():
         return weights
-    spec = prepare_model("vit_digits", **CONFIG)
-    with console.status(f"training vit_digits {CONFIG} for {epochs} epochs", spinner="dots"):
+    spec = prepare_model("vit_digits", **config)
+    with console.status(f"training vit_digits {config} for {epochs} epochs", spinner="dots"):
         result = train_classifier(spec, "digits", epochs=epochs, lr=2e-3)
     console.print(f"full model: {spec.parameters:,} parameters, held-out {result.test_accuracy:.2%}")
     return save_weights(weights, spec)
@@ -55,8 +55,8 @@ def run(n: int, weights: Path, out: Path, args, console: Console) -> dict:
                              partition=args.partition)  # fmt: skip
     start = time.perf_counter()
     with console.status(f"N={n}: planning", spinner="dots") as status:
-        plan = plan_split("vit_digits", devices, out / f"plan-n{n}", weights=weights, settings=settings,
-                          on_stage=status.update)  # fmt: skip
+        plan = plan_split("vit_digits", devices, out / f"plan-n{n}", weights=weights, config=args.config,
+                          settings=settings, on_stage=status.update)  # fmt: skip
     split = load_dataset("digits", tuple(plan.input["shape"]))
     report = plan.report
     full = report["full"]["feature_parameters"]
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--devices", default="2,4,10", help="N values.")
     parser.add_argument("--shrink", type=float, default=2.75, help="Each shard at most 1/(shrink x N) of the model.")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--config", type=json.loads, default=CONFIG, help="The full model's vit_digits settings.")
     parser.add_argument("--finetune-epochs", type=int, default=24)
     parser.add_argument("--partition", default="balanced")
     parser.add_argument("--json", help="Write the rows as JSON.")
@@ -100,15 +101,17 @@ def main() -> None:
     console = Console(width=200)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    weights = train_full(out, args.epochs, console)
+    weights = train_full(out, args.config, args.epochs, console)
     rows = []
     for n in (int(v) for v in args.devices.split(",")):
         rows.append(run(n, weights, out, args, console))
         if args.json:  # after every N: a long run keeps what it measured
             Path(args.json).write_text(json.dumps(rows, indent=2))
     full = rows[0]
-    title = (f"ED-ViT shards of vit_digits {CONFIG} ({full['full_parameters']:,} feature parameters, "
-             f"{full['full_accuracy']:.2%} held out) on digits, ONNX; {cpu_model()} (loaded)")  # fmt: skip
+    title = (f"ED-ViT shards of vit_digits {args.config}, {args.epochs} epochs "
+             f"({full['full_parameters']:,} feature parameters, "
+             f"{full['full_accuracy']:.2%} held out) on digits, ONNX, {args.finetune_epochs} distillation epochs; "
+             f"{cpu_model()} (loaded)")  # fmt: skip
     table = Table(title=title)
     for col in ("N", "fused acc", "drop (pts)", "fusion seeds 0-2", "largest shard", "reduction", "target",
                 "all shards", "largest KB", "all KB"):  # fmt: skip
