@@ -1,13 +1,14 @@
 """How small ED-ViT shards get, and what the fused answer loses: sizes and accuracy of class-wise splits at N devices.
 
-The full model is by default vit_digits at width 96, depth 6, 6 heads of 16, MLP 192 (452k parameters, 1.8 MB
-in fp32; 30 epochs on scikit-learn's digits; ``--config`` / ``--epochs`` choose another), trained once. For each N a split is planned from those weights with each shard's
-parameter budget set to 1 / (shrink x N) of the full feature extractor (``--shrink``, default 2.75: an 11x
-smaller shard at N = 4, 27.5x at N = 10), every shard cut by the global structure search (width, blocks,
-heads, head dimension, MLP neurons), distilled and exported to ONNX; the fused held-out accuracy is computed
-from the exported shards' own runtimes, with the fusion head retrained with seeds 0, 1 and 2 on the same
-features (the spread is what the fusion seed alone moves). Sizes and accuracy only: timings on a shared,
-loaded machine say nothing about N devices (benchmarks/split.py runs the shards through workers).
+The full model is by default vit_digits at width 96, depth 6, 6 heads of 16, MLP 192 (452k parameters, 1.8 MB in
+fp32; 30 epochs on scikit-learn's digits; ``--config`` / ``--epochs`` choose another), trained once. For each N
+a split is planned from those weights with each shard's parameter budget set to 1 / (shrink x N) of the full
+feature extractor (``--shrink``, default 2.75: an 11x smaller shard at N = 4, 27.5x at N = 10), every shard cut
+by the global structure search (width, blocks, heads, head dimension, MLP neurons), distilled and exported to
+ONNX; the fused held-out accuracy is computed from the exported shards' own runtimes, with the fusion head
+retrained with seeds 0, 1 and 2 on the same features (the spread is what the fusion seed alone moves). Sizes and
+accuracy only: timings on a shared, loaded machine say nothing about N devices (benchmarks/split.py runs the
+shards through workers).
 
 Targets (issue #17): the largest shard at least 10x smaller than the full model at N = 4 and 25x at N = 10,
 all shards together no larger than the full model at every N, fused accuracy within 1 point of the full model.
