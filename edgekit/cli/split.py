@@ -37,13 +37,15 @@ from edgekit.validate import softmax
               help="Built-in dataset, or an .npz with x_train, y_train, x_test, y_test.")  # fmt: skip
 @click.option("--epochs", default=30, show_default=True, help="Training epochs of the full model (without -w).")
 @click.option("--finetune-epochs", default=24, show_default=True, help="Distillation epochs per sub-model.")
-@click.option("--keep", type=float, help="Keep ratio of heads and neurons (default: 1/N of the size, within memory).")
+@click.option("--keep", type=float, help="Each shard's share of the model's parameters (default 1/N), within memory.")
+@click.option("--latency-ms", type=float, help="Each shard's FLOPs within this many ms at its device's GFLOP/s.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--replicas", default=1, show_default=True,
               help="Devices per shard, where memory and runtimes allow (1: no replicas).")  # fmt: skip
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Plan directory.")
 @set_option
-def split(model, devices_file, strategy, partition, weights, data, epochs, finetune_epochs, keep, seed, replicas,
+def split(model, devices_file, strategy, partition, weights, data, epochs, finetune_epochs, keep, latency_ms, seed,
+          replicas,
           out_dir, settings) -> None:  # fmt: skip
     """Split a ViT into class-wise pruned sub-models for the devices in devices.yaml (ED-ViT)."""
     from edgekit.splitter import load_devices
@@ -53,7 +55,7 @@ def split(model, devices_file, strategy, partition, weights, data, epochs, finet
     devices = load_devices(devices_file)
     options = SplitSettings(
         strategy=strategy, partition=partition, epochs=epochs, finetune_epochs=finetune_epochs, keep_ratio=keep,
-        seed=seed, replicas=replicas,
+        latency_ms=latency_ms, seed=seed, replicas=replicas,
     )  # fmt: skip
     with session().err.status("planning", spinner="dots") as status:
         plan = plan_split(

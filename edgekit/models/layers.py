@@ -69,15 +69,17 @@ class Attention(nn.Module):
     """
 
     def __init__(
-        self, dim: int, heads: int, head_dim: int | None = None, attention: str = "softmax", clip_alpha: float = 1.0
-    ):
+        self, dim: int, heads: int, head_dim: int | None = None, attention: str = "softmax", clip_alpha: float = 1.0,
+        scale: float | None = None,
+    ):  # fmt: skip
+        """``scale`` multiplies the queries (default head_dim^-0.5); a head-dim-pruned block keeps its original one."""
         super().__init__()
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"attention {attention!r} is not one of {', '.join(ATTENTION_KINDS)}")
         self.heads = heads
         self.head_dim = head_dim or dim // heads
         inner = self.heads * self.head_dim
-        self.scale = self.head_dim**-0.5
+        self.scale = scale if scale is not None else self.head_dim**-0.5
         self.attention, self.clip_alpha = attention, clip_alpha
         self.q = nn.Linear(dim, inner)
         self.k = nn.Linear(dim, inner)
@@ -151,11 +153,11 @@ class Block(nn.Module):
 
     def __init__(
         self, dim: int, heads: int, mlp_hidden: int, head_dim: int | None = None, attention: str = "softmax",
-        clip_alpha: float = 1.0,
+        clip_alpha: float = 1.0, scale: float | None = None,
     ):  # fmt: skip
         super().__init__()
         self.norm1 = LayerNorm(dim)
-        self.attn = Attention(dim, heads, head_dim, attention, clip_alpha)
+        self.attn = Attention(dim, heads, head_dim, attention, clip_alpha, scale)
         self.norm2 = LayerNorm(dim)
         self.mlp = Mlp(dim, mlp_hidden)
 

@@ -27,9 +27,13 @@ class VisionTransformer(nn.Module):
         block_mlp: list[int] | None = None,
         attention: str = "softmax",
         clip_alpha: float = 1.0,
+        block_head_dim: list[int] | None = None,
+        attention_scale: float | None = None,
     ):
-        """``block_heads`` / ``block_mlp`` give each block its own head count and MLP width (a pruned ViT);
-        the head dimension stays ``dim // heads`` either way. ``attention`` is softmax, clipped or gated
+        """``block_heads`` / ``block_mlp`` / ``block_head_dim`` give each block its own head count, MLP width
+        and head dimension (a pruned ViT; the head dimension is ``dim // heads`` by default).
+        ``attention_scale`` is the query scale of every block (default head_dim^-0.5): a pruned ViT keeps
+        the one it was trained with. ``attention`` is softmax, clipped or gated
         (:class:`~edgekit.models.layers.Attention`)."""
         super().__init__()
         if img_size % patch_size:
@@ -41,12 +45,13 @@ class VisionTransformer(nn.Module):
         head_dim = dim // heads
         block_heads = list(block_heads or [heads] * depth)
         block_mlp = list(block_mlp or [int(dim * mlp_ratio)] * depth)
-        if len(block_heads) != depth or len(block_mlp) != depth:
-            raise ValueError(f"block_heads and block_mlp need one entry per block ({depth})")
+        block_head_dim = list(block_head_dim or [head_dim] * depth)
+        if not len(block_heads) == len(block_mlp) == len(block_head_dim) == depth:
+            raise ValueError(f"block_heads, block_mlp and block_head_dim need one entry per block ({depth})")
         self.blocks = nn.Sequential(
             *[
-                Block(dim, h, m, head_dim=head_dim, attention=attention, clip_alpha=clip_alpha)
-                for h, m in zip(block_heads, block_mlp, strict=True)
+                Block(dim, h, m, head_dim=d, attention=attention, clip_alpha=clip_alpha, scale=attention_scale)
+                for h, m, d in zip(block_heads, block_mlp, block_head_dim, strict=True)
             ]
         )
         self.norm = LayerNorm(dim)

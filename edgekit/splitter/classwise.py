@@ -2,18 +2,21 @@
 
 Its stages, after ``plan_split`` has the full model trained, and the choices the paper leaves open (ours):
 
-1. Classes are partitioned into N = number of devices subsets (``partition.py``).
-2. Each sub-model starts as a copy of the full model. Its keep ratio is the largest that (a) keeps its
-   feature extractor at most 1/N of the full one's parameters (unless ``keep_ratio`` is given) and
-   (b) fits the memory of the device paired with it (subsets and devices both sorted largest first).
-   Heads and MLP neurons are chosen per block by Taylor importance on the subset's training images.
+1. Classes are partitioned into N = number of devices subsets (``partition.py``), 1 <= N <= C; with N = C each
+   sub-model answers "my class or other".
+2. Each sub-model is cut from the full model by the structure search (``structure_search.py``): residual width,
+   blocks, heads, head dimension and MLP neurons removed by a global Taylor ranking measured on the subset's
+   training images, until the feature extractor fits its budget: at most ``keep_ratio`` (default 1/N) of the
+   full one's parameters, the memory of the device paired with it (subsets and devices both sorted largest
+   first) and, with ``latency_ms``, that many milliseconds of FLOPs at the device's GFLOP/s.
 3. The sub-model gets a head over its classes plus one "other" logit and is distilled from the full model
    (``distill.py``).
 4. Each sub-model's pooled feature vector is what it sends back; a fusion MLP over the concatenated
    features, trained on the training split with whole shards dropped at random, gives all C classes.
 5. Shards are placed on devices (``assign.py``), exported to their device's format through the ordinary
-   exporter (verified against PyTorch like any export) and pinned in ``plan.json`` by digest; with
-   ``replicas`` > 1 each bundle is also placed on other devices that can run it (``replicas.py``).
+   exporter (verified against PyTorch like any export) and pinned in ``plan.json`` by digest; the report
+   says what each shard kept (``report.py``); with ``replicas`` > 1 each bundle is also placed on other devices
+   that can run it (``replicas.py``).
 """
 
 from __future__ import annotations
@@ -42,10 +45,11 @@ from edgekit.splitter.distill import DistillSettings, distill, subset_accuracy, 
 from edgekit.splitter.fuse import FusionHead, train_fusion
 from edgekit.splitter.partition import PARTITIONS, partition_classes
 from edgekit.splitter.plan import ShardPlan, SplitPlan, bundle_digest
-from edgekit.splitter.prune import KeepChoice, VitShape, prune_vit, taylor_importance
+from edgekit.splitter.prune import VitShape, prune_vit, taylor_importance
 from edgekit.splitter.replicas import replicate
 from edgekit.splitter.report import classwise_report
 from edgekit.splitter.strategy import SplitJob, SplitSettings
+from edgekit.splitter.structure_search import Budget, SearchResult, search_structure
 from edgekit.types import jsonable
 
 log = logging.getLogger(__name__)
@@ -64,10 +68,10 @@ class ShardFeatures(nn.Module):
 
 @dataclass(frozen=True)
 class SubModels:
-    """The distilled sub-models of one partition, with their keep choices and held-out subset accuracy."""
+    """The distilled sub-models of one partition, with the structures kept and held-out subset accuracy."""
 
     subsets: tuple[tuple[int, ...], ...]
-    choices: tuple[KeepChoice, ...]
+    searches: tuple[SearchResult, ...]
     models: tuple[VisionTransformer, ...]
     accuracy: tuple[float, ...]
 
@@ -94,8 +98,12 @@ class ClasswiseStrategy:
         PARTITIONS.get(settings.partition)
         if settings.replicas < 1:
             raise UnsupportedOptionError("--replicas", settings.replicas, ["1 (no replicas) or more"])
-        shape = VitShape.of(spec.module)
-        keep_choices(shape, [()] * len(devices), devices, settings.keep_ratio)
+        if not 1 <= len(devices) <= spec.module.head.out_features:
+            raise ConfigError(
+                f"cannot split {spec.module.head.out_features} classes over {len(devices)} devices "
+                "(one sub-model per device, each with at least one class)"
+            )
+        shard_budgets(VitShape.of(spec.module), len(devices), devices, settings)
 
     def plan(self, job: SplitJob) -> SplitPlan:
         spec, split, settings = job.spec, job.split, job.settings
@@ -116,7 +124,7 @@ class ClasswiseStrategy:
         input_bytes = int(np.prod(spec.example_inputs[0].shape)) * 4
         specs = [_shard_spec(spec, sub, i) for i, sub in enumerate(subs.models)]
         costs = [
-            ShardCost(f"shard{i}", s.flops(), shape.memory_bytes(subs.choices[i]),
+            ShardCost(f"shard{i}", s.flops(), shape.memory_bytes(subs.searches[i].structure),
                       input_bytes + sub.pos_embed.shape[-1] * 4)
             for i, (s, sub) in enumerate(zip(specs, subs.models, strict=True))
         ]  # fmt: skip
@@ -132,7 +140,7 @@ class ClasswiseStrategy:
         report = classwise_report(
             job, full_features=shape.parameters(shape.full()), full_flops=full_flops, fused_accuracy=fusion.accuracy,
             degraded=fusion.degraded, sub_accuracy=subs.accuracy, shards=shards, busy=busy, host_gflops=host_gflops,
-            assignment=assignment, timings=timings,
+            assignment=assignment, timings=timings, searches=subs.searches, full_structure=shape.full(),
         )  # fmt: skip
         report["replicas"] = replication.to_json()
         return SplitPlan(
@@ -160,17 +168,22 @@ def build_submodels(job: SplitJob) -> SubModels:
     confusion = np.zeros((split.num_classes, split.num_classes), np.int64)
     np.add.at(confusion, (split.y_train, teacher.argmax(-1).numpy()), 1)
     subsets = partition_classes(settings.partition, split.num_classes, len(job.devices), confusion, settings.seed)
-    choices = keep_choices(VitShape.of(full), subsets, job.devices, settings.keep_ratio)
+    shape = VitShape.of(full)
+    budgets = _by_subset(subsets, shard_budgets(shape, len(subsets), job.devices, settings))
     how = DistillSettings(settings.finetune_epochs, settings.lr, settings.temperature, settings.distill_weight,
                           settings.seed)  # fmt: skip
-    models, accuracy = [], []
-    for i, (classes, choice) in enumerate(zip(subsets, choices, strict=True)):
-        job.notify(f"sub-model {i + 1}/{len(subsets)}: classes {list(classes)}, keep {choice.ratio:.0%}, fine-tuning")
-        sub = _make_submodel(full, classes, choice, x_train, y_train)
+    models, searches, accuracy = [], [], []
+    for i, (classes, budget) in enumerate(zip(subsets, budgets, strict=True)):
+        sub, search = _make_submodel(full, classes, budget, x_train, y_train)
+        kept = shape.parameters(search.structure) / shape.parameters(shape.full())
+        job.notify(f"sub-model {i + 1}/{len(subsets)}: classes {list(classes)}, {kept:.1%} of the size, fine-tuning")
+        log.info("sub-model %d: classes %s, kept %s (%.1f%% of the parameters; bound by %s)", i, list(classes),
+                 search.structure.to_json(), 100 * kept, ", ".join(search.binding) or "nothing")  # fmt: skip
         distill(sub, classes, x_train, y_train, teacher, how)
         models.append(sub)
+        searches.append(search)
         accuracy.append(subset_accuracy(sub, classes, split))
-    return SubModels(tuple(subsets), tuple(choices), tuple(models), tuple(accuracy))
+    return SubModels(tuple(subsets), tuple(searches), tuple(models), tuple(accuracy))
 
 
 def fuse(subs: Sequence[VisionTransformer], split: Split, settings: SplitSettings) -> Fusion:
@@ -189,24 +202,37 @@ def fuse(subs: Sequence[VisionTransformer], split: Split, settings: SplitSetting
     return Fusion(head, _fused_accuracy(head, test_features, split.y_test), degraded)
 
 
-def keep_choices(
-    shape: VitShape,
-    subsets: Sequence[tuple[int, ...]],
-    devices: Sequence[DeviceSpec],
-    keep_ratio: float | None,
-) -> list[KeepChoice]:
-    if keep_ratio is not None and not 0 < keep_ratio <= 1:
-        raise UnsupportedOptionError("--keep", keep_ratio, ["a ratio in (0, 1]"])
-    max_params = None if keep_ratio is not None else shape.parameters(shape.full()) // len(subsets)
-    by_size = sorted(range(len(subsets)), key=lambda i: -len(subsets[i]))
-    by_memory = sorted(devices, key=lambda d: -d.memory_bytes)
-    choices: dict[int, KeepChoice] = {}
-    for i, device in zip(by_size, by_memory, strict=True):
+def shard_budgets(
+    shape: VitShape, count: int, devices: Sequence[DeviceSpec], settings: SplitSettings
+) -> list[tuple[DeviceSpec, Budget]]:
+    """One budget per sub-model, largest memory first: its parameter share, its device's memory and latency.
+
+    Sub-models are paired with devices by size (the largest subset with the most memory), as they are first
+    placed; a budget that not even the smallest sub-model meets is refused here, naming the device.
+    """
+    if settings.keep_ratio is not None and not 0 < settings.keep_ratio <= 1:
+        raise UnsupportedOptionError("--keep", settings.keep_ratio, ["a fraction of the parameters in (0, 1]"])
+    if settings.latency_ms is not None and not settings.latency_ms > 0:
+        raise UnsupportedOptionError("--latency-ms", settings.latency_ms, ["a positive number of milliseconds"])
+    fraction = settings.keep_ratio if settings.keep_ratio is not None else 1 / count
+    max_parameters = int(fraction * shape.parameters(shape.full()))
+    budgets = []
+    for device in sorted(devices, key=lambda d: -d.memory_bytes)[:count]:
+        flops = None if settings.latency_ms is None else int(settings.latency_ms * 1e-3 * device.gflops * 1e9)
+        budget = Budget(max_parameters, device.memory_bytes, flops)
         try:
-            choices[i] = shape.largest_choice(max_params, device.memory_bytes, keep_ratio or 1.0)
+            budget.check_reachable(shape)
         except ConfigError as exc:
             raise ConfigError(f"device {device.name}: {exc}") from None
-    return [choices[i] for i in range(len(subsets))]
+        budgets.append((device, budget))
+    return budgets
+
+
+def _by_subset(subsets: Sequence[tuple[int, ...]], budgets: Sequence[tuple[DeviceSpec, Budget]]) -> list[Budget]:
+    """The budgets (largest memory first) handed to the subsets largest first, returned in subset order."""
+    by_size = sorted(range(len(subsets)), key=lambda i: -len(subsets[i]))
+    paired = dict(zip(by_size, (b for _, b in budgets), strict=True))
+    return [paired[i] for i in range(len(subsets))]
 
 
 def _export_shards(
@@ -223,7 +249,8 @@ def _export_shards(
     (job.staging / "shards").mkdir(parents=True, exist_ok=True)
     shards = []
     busy = {d.name: 0.0 for d in job.devices}
-    for i, (shard_spec, cost, choice) in enumerate(zip(specs, costs, subs.choices, strict=True)):
+    full = VitShape.of(job.spec.module)
+    for i, (shard_spec, cost, search) in enumerate(zip(specs, costs, subs.searches, strict=True)):
         device = next(d for d in job.devices if d.name == assignment.placement[cost.name])
         job.notify(f"exporting {cost.name} for {device.name} ({device.format})")
         rel = f"shards/{cost.name}-{device.format}"
@@ -238,7 +265,10 @@ def _export_shards(
         shards.append(
             ShardPlan(
                 name=cost.name, classes=tuple(subs.subsets[i]), device=device.name, format=device.format, bundle=rel,
-                digest=bundle_digest(job.staging / rel), keep_ratio=choice.ratio, heads=choice.heads, mlp=choice.mlp,
+                digest=bundle_digest(job.staging / rel),
+                keep_ratio=round(full.parameters(search.structure) / full.parameters(full.full()), 6),
+                heads=tuple(b.heads for b in search.structure.blocks),
+                mlp=tuple(b.mlp for b in search.structure.blocks),
                 parameters=shard_spec.parameters, size_bytes=size, flops=cost.flops, memory_bytes=cost.memory_bytes,
                 feature_dim=int(subs.models[i].pos_embed.shape[-1]), estimated_ms=round(estimated, 4),
                 bound_ms=round(shard_ms(cost, device), 4),
@@ -261,13 +291,16 @@ def _assign(costs: list[ShardCost], devices: Sequence[DeviceSpec]) -> Assignment
 
 
 def _make_submodel(
-    full: VisionTransformer, classes: tuple[int, ...], choice: KeepChoice, x: torch.Tensor, y: torch.Tensor
-) -> VisionTransformer:
+    full: VisionTransformer, classes: tuple[int, ...], budget: Budget, x: torch.Tensor, y: torch.Tensor
+) -> tuple[VisionTransformer, SearchResult]:
+    """The sub-model for ``classes``: importance on their images, the structure search, the pruned copy with the
+    subset head over the kept channels."""
     mine = torch.isin(y, torch.tensor(classes))
     importance = taylor_importance(full, x[mine], y[mine])
-    sub = prune_vit(full, choice, importance)
-    sub.head = subset_head(full.head, classes)
-    return sub
+    search = search_structure(VitShape.of(full), importance, budget)
+    sub = prune_vit(full, search.keep)
+    sub.head = subset_head(sub.head, classes)
+    return sub, search
 
 
 def _features(sub: VisionTransformer, x: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -291,10 +324,14 @@ def _shard_spec(full: ModelSpec, sub: VisionTransformer, index: int) -> ModelSpe
         example_inputs=full.example_inputs,
         input_names=full.input_names,
         output_names=("features",),
-        config={
+        config={  # enough to build the same module again: VisionTransformer(**config)
             **full.config,
+            "dim": int(sub.pos_embed.shape[-1]),
+            "depth": len(sub.blocks),
             "block_heads": [b.attn.heads for b in sub.blocks],
             "block_mlp": [b.mlp.fc1.out_features for b in sub.blocks],
+            "block_head_dim": [b.attn.head_dim for b in sub.blocks],
+            "attention_scale": float(sub.blocks[0].attn.scale),
         },
         task="features",
     )

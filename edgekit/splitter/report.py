@@ -8,7 +8,9 @@ from typing import Any
 from edgekit.splitter.assign import Assignment
 from edgekit.splitter.devices import DeviceSpec
 from edgekit.splitter.plan import ShardPlan
+from edgekit.splitter.prune import VitStructure
 from edgekit.splitter.strategy import SplitJob
+from edgekit.splitter.structure_search import SearchResult
 from edgekit.types import jsonable
 
 
@@ -25,8 +27,12 @@ def classwise_report(
     host_gflops: float,
     assignment: Assignment,
     timings: dict[str, float],
+    searches: Sequence[SearchResult],
+    full_structure: VitStructure,
 ) -> dict[str, Any]:
-    """``plan.json``'s ``report``: sizes, accuracies (fused, degraded, per subset) and the critical path."""
+    """``plan.json``'s ``report``: sizes, accuracies (fused, degraded, per subset), the critical path, and what
+    each shard kept of the full model (width, depth and which blocks, heads / head dim / MLP per kept block, the
+    limits the structure search shrank it for)."""
     full_size = 4 * full_features
     fastest: DeviceSpec = max(job.devices, key=lambda d: d.gflops)
     return {
@@ -37,6 +43,7 @@ def classwise_report(
             "feature_parameters": full_features,
             "size_bytes": full_size,
             "flops": full_flops,
+            "structure": full_structure.to_json(),
             "accuracy": job.full_accuracy,
             "bound_ms_on_fastest": round(full_flops / (fastest.gflops * 1e9) * 1e3, 4),
         },
@@ -48,6 +55,14 @@ def classwise_report(
             "largest_shard_fraction": max(s.parameters for s in shards) / full_features,
             "size_reduction_per_shard": {s.name: round(full_size / (4 * s.parameters), 3) for s in shards},
             "subset_accuracy": {f"shard{i}": a for i, a in enumerate(sub_accuracy)},
+            "structure": {
+                s.name: {
+                    **search.structure.to_json(),
+                    "blocks_kept": list(search.keep.block_indices),
+                    "bound_by": list(search.binding),
+                }
+                for s, search in zip(shards, searches, strict=True)
+            },  # fmt: skip
             "critical_path_ms": round(max(busy.values()), 4),
             "critical_path_basis": (
                 f"each shard timed with its runtime on the planning host (median of 30, host matmul "

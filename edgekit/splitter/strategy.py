@@ -28,7 +28,8 @@ class SplitSettings:
     fusion_epochs: int = 60
     fusion_hidden: int = 128
     shard_dropout: float = 0.15
-    keep_ratio: float | None = None  # None: at most 1/N of the full model's parameters, within memory
+    keep_ratio: float | None = None  # each shard's parameters at most this fraction of the full model's; None: 1/N
+    latency_ms: float | None = None  # each shard's FLOPs within this many ms at its device's GFLOP/s; None: no limit
     distill_weight: float = 0.7
     temperature: float = 2.0
     lr: float = 2e-3

@@ -39,9 +39,11 @@ def test_split_command_writes_a_plan(devices_file, tmp_path):
     "args, devices, message",
     [
         (["cnn_small", "-s", "widths=[4,8]"], DEVICES, "model for edgekit split='cnn_small' is not supported"),
-        (["vit_digits"], DEVICES.replace("64MB", "10kB", 1), "device pi-a: even the smallest sub-model"),
+        (["vit_digits"], DEVICES.replace("64MB", "1kB", 1), "device pi-a: even the smallest sub-model"),
         (["vit_digits", "--partition", "balance"], DEVICES, "Did you mean 'balanced'"),
         (["vit_digits", "--keep", "1.5"], DEVICES, "--keep"),
+        (["vit_digits", "--latency-ms", "0"], DEVICES, "--latency-ms"),
+        (["vit_digits", "--latency-ms", "1e-9"], DEVICES, "FLOPs budget"),
         (["vit_digits", "--strategy", "pipeline"], DEVICES, "unknown split strategy 'pipeline'"),
         (["vit_digits"], "devices: 3", "non-empty list"),
     ],

@@ -101,3 +101,41 @@ def test_one_device_plan_builds_and_reports_finite_numbers(trained, tmp_path):
     assert math.isfinite(split["subset_accuracy"]["shard0"])
     assert plan.report["full"]["accuracy"] == pytest.approx(full_accuracy)
     assert not list(tmp_path.glob(".plan.partial*"))
+
+
+def test_more_devices_than_classes_is_refused_before_any_work(tmp_path):
+    from edgekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot split 10 classes over 11 devices"):
+        plan_split("vit_digits", _devices(11), tmp_path / "plan", config=TINY_SPLIT_CONFIG, settings=SETTINGS)
+    assert not (tmp_path / "plan").exists()
+
+
+@pytest.mark.slow  # ten shard exports: minutes on a loaded machine
+def test_one_class_per_device_plan_builds_and_reports_finite_numbers(trained, tmp_path):
+    _, _, weights, _, data = trained
+    plan = plan_split("vit_digits", _devices(CLASSES), tmp_path / "plan", weights=weights, data=data,
+                      settings=SETTINGS)  # fmt: skip
+    assert sorted(s.classes for s in plan.shards) == [(c,) for c in range(CLASSES)]
+    split = plan.report["split"]
+    assert math.isfinite(split["accuracy"]) and split["accuracy"] > 0.5
+    assert all(math.isfinite(a) for a in split["subset_accuracy"].values())
+    full = plan.report["full"]["feature_parameters"]
+    assert sum(s.parameters for s in plan.shards) <= full
+    assert all(len(split["structure"][s.name]["heads"]) == split["structure"][s.name]["depth"] for s in plan.shards)
+
+
+def test_each_shard_budget_is_its_share_its_devices_memory_and_the_latency_at_its_speed():
+    from edgekit.models import create_model
+    from edgekit.splitter.classwise import shard_budgets
+    from edgekit.splitter.prune import Importance, VitShape
+    from edgekit.splitter.structure_search import Budget, search_structure
+
+    shape = VitShape.of(create_model("vit_digits", **TINY_SPLIT_CONFIG).module)
+    slow, fast = DeviceSpec("slow", None, 50_000_000, 2.0, "onnx"), DeviceSpec("fast", None, 80_000_000, 8.0, "onnx")
+    budgets = shard_budgets(shape, 2, [slow, fast], SplitSettings(latency_ms=0.1))
+    half = shape.parameters(shape.full()) // 2
+    assert budgets == [(fast, Budget(half, 80_000_000, 800_000)), (slow, Budget(half, 50_000_000, 200_000))]
+    for _, budget in budgets:
+        result = search_structure(shape, Importance.uniform(shape, 1.0), budget)
+        assert shape.flops(result.structure) <= budget.max_flops and "flops" in result.binding
