@@ -44,7 +44,7 @@ def test_split_command_writes_a_plan(devices_file, tmp_path):
         (["vit_digits", "--keep", "1.5"], DEVICES, "--keep"),
         (["vit_digits", "--latency-ms", "0"], DEVICES, "--latency-ms"),
         (["vit_digits", "--latency-ms", "1e-9"], DEVICES, "FLOPs budget"),
-        (["vit_digits", "--strategy", "pipeline"], DEVICES, "unknown split strategy 'pipeline'"),
+        (["vit_digits", "--strategy", "layerwise"], DEVICES, "unknown split strategy 'layerwise'"),
         (["vit_digits"], "devices: 3", "non-empty list"),
     ],
 )

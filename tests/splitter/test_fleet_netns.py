@@ -131,6 +131,7 @@ def test_standard_health_client_across_hosts_sees_the_drain(split_plan, fleet, h
 
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from edgekit.splitter.upload import STAGING_PREFIX
     from edgekit.splitter.wire import proto
 
     pb, pb_grpc = proto()
@@ -156,6 +157,10 @@ def test_standard_health_client_across_hosts_sees_the_drain(split_plan, fleet, h
             assert status(ch) == health_pb2.HealthCheckResponse.SERVING
             upload = pb_grpc.ShardWorkerStub(ch).Deploy.future(held(), timeout=60)
             assert started.wait(10)
+            for _ in range(1000):  # bounded: 20 s; a chunk sent is not yet one the worker is receiving
+                if any(p.name.startswith(STAGING_PREFIX) for p in worker.workdir.iterdir()):
+                    break
+                threading.Event().wait(0.02)
             worker.send(signal.SIGTERM)
             for _ in range(100):  # bounded: 10 s
                 if status(ch) == health_pb2.HealthCheckResponse.NOT_SERVING:

@@ -53,9 +53,10 @@ def _job(trained, devices, tmp_path) -> SplitJob:
 
 
 def test_strategies_are_a_table_with_edvit_first():
-    assert STRATEGIES.names() == ["edvit"]
-    edvit = STRATEGIES.get("edvit")
-    assert edvit.name == "edvit" and "\n" not in edvit.description and callable(edvit.plan)
+    assert STRATEGIES.names() == ["auto", "edvit", "pipeline"]
+    for name in STRATEGIES.names():
+        strategy = STRATEGIES.get(name)
+        assert strategy.name == name and "\n" not in strategy.description and callable(strategy.plan)
 
 
 def test_an_unknown_strategy_fails_before_any_work_with_a_close_match(tmp_path):

@@ -36,6 +36,13 @@ def _wait_status(channel, wanted: int, seconds: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def _wait_for_staging(workdir, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not any(p.name.startswith(STAGING_PREFIX) for p in workdir.iterdir()):
+        assert time.monotonic() < deadline, "the upload never reached the worker"
+        time.sleep(0.02)
+
+
 def _shard_chunks(plan, shard):
     pb, _ = proto()
     return [pb.DeployChunk(shard=shard.name, digest=shard.digest, path=p.name, data=p.read_bytes())
@@ -64,6 +71,7 @@ def test_standard_health_client_sees_serving_then_not_serving_during_a_drain(spl
         held = HeldUpload(_shard_chunks(split_plan, shard))
         upload = pb_grpc.ShardWorkerStub(channel).Deploy.future(iter(held), timeout=60)
         assert held.started.wait(10)
+        _wait_for_staging(worker.workdir)  # the worker is inside the upload (a chunk sent is not yet one received)
         worker.send(signal.SIGTERM)
         _wait_status(channel, NOT_SERVING, seconds=10)  # still answering health while the upload is in flight
         request = pb.InferRequest(shard=shard.name, inputs=[encode("image", np.zeros((1, 1, 8, 8), np.float32))])
