@@ -110,29 +110,33 @@ def _profile_phone(bundle, target, tool_path, runs, warmup, threads, energy, idl
 
 def _profile_remote(bundle, target, tls, token_file, runs, warmup, duration, threads, energy, idle_seconds):
     from edgekit.fleet.auth import ClientAuth
-    from edgekit.splitter.remote_profile import ProfileSettings, parse_target, profile_on
+    from edgekit.splitter.remote_profile import ProfileSettings, profile_on
 
     auth = ClientAuth.from_options(tls, token_file)
-    name, address = parse_target(target)
-    if address is None:
-        from edgekit.fleet.discovery import resolve
-
-        address = resolve([name], auth.identity)[name]
+    name, address = _worker_address(target, auth)
     settings = ProfileSettings(runs, warmup, duration, threads, energy, idle_seconds)
     with session().err.status(f"profiling on {name} ({address})", spinner="dots"):
         return profile_on(bundle, name, address, auth, settings)
 
 
-def _profile_device_remote(target, tls, token_file, model, config, energy):
-    from edgekit.fleet.auth import ClientAuth
-    from edgekit.splitter.remote_profile import parse_target, profile_device_on
+def _worker_address(target, auth) -> tuple[str, str]:
+    """(name, host:port) of ``--on NAME=HOST:PORT``, or of ``--on NAME`` found over mDNS (fingerprint-checked)."""
+    from edgekit.splitter.remote_profile import parse_target
 
-    auth = ClientAuth.from_options(tls, token_file)
     name, address = parse_target(target)
     if address is None:
         from edgekit.fleet.discovery import resolve
 
         address = resolve([name], auth.identity)[name]
+    return name, address
+
+
+def _profile_device_remote(target, tls, token_file, model, config, energy):
+    from edgekit.fleet.auth import ClientAuth
+    from edgekit.splitter.remote_profile import profile_device_on
+
+    auth = ClientAuth.from_options(tls, token_file)
+    name, address = _worker_address(target, auth)
     with session().err.status(f"measuring {name} ({address})", spinner="dots"):
         return profile_device_on(name, address, auth, model, config, energy)
 

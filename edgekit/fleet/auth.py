@@ -102,6 +102,21 @@ class ServerAuth:
             return f"warning: serving {host} without authentication (--insecure): anyone who reaches it can deploy"
         return None
 
+    def bind(self, server: Any, host: str, port: int, what: str = "") -> int:
+        """Add ``host:port`` to a gRPC server, with TLS when there is an identity; the port bound, or ConfigError."""
+        from edgekit.errors import ConfigError
+
+        try:
+            if self.identity is not None:
+                bound = server.add_secure_port(f"{host}:{port}", self.server_credentials())
+            else:
+                bound = server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise ConfigError(f"cannot listen on {host}:{port}{what} (in use, or not an address of this machine)")
+        return bound
+
     def server_credentials(self):
         import grpc
 

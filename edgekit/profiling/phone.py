@@ -19,6 +19,7 @@ from pathlib import Path
 from edgekit.bundle import MANIFEST_NAME, read_bundle, sha256_file
 from edgekit.errors import UnsupportedOptionError
 from edgekit.profiling.adb import REMOTE_ROOT, AdbDevice, AdbError
+from edgekit.profiling.energy import measure_window
 from edgekit.profiling.energy.android import AndroidBatteryMeter
 from edgekit.profiling.energy.base import MeterUnavailable
 from edgekit.profiling.phone_tools import PHONE_TOOLS, ToolCall
@@ -104,8 +105,6 @@ def _pull(device: AdbDevice, remote: str | None) -> str | None:
 
 
 def _measure(meter, run, idle_seconds: float):
-    from edgekit.profiling.energy import measure_window
-
     return measure_window(meter, run, idle_seconds=idle_seconds, interval=0.05)  # an adb read takes ~10-50 ms
 
 

@@ -12,7 +12,6 @@ from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
-from edgekit.errors import ConfigError
 from edgekit.fleet.auth import SERVER_KEEPALIVE, ServerAuth
 from edgekit.serving.grpc_codec import encode_infer, encode_metadata, parse_infer, proto
 from edgekit.serving.service import EXTENSIONS, SERVER_NAME, InferenceService
@@ -45,15 +44,7 @@ def start_grpc(service: InferenceService, host: str, port: int, auth: ServerAuth
     pool = futures.ThreadPoolExecutor(max_workers=max_calls + 2, thread_name_prefix="grpc-serve")
     server = grpc.server(pool, options=options, interceptors=[gate])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(_servicer_class()(service), server)
-    try:
-        if auth.identity is not None:
-            bound = server.add_secure_port(f"{host}:{port}", auth.server_credentials())
-        else:
-            bound = server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError:
-        bound = 0
-    if bound == 0:
-        raise ConfigError(f"cannot listen on {host}:{port} for gRPC (in use, or not an address of this machine)")
+    bound = auth.bind(server, host, port, " for gRPC")
     server.start()
     return GrpcServer(server, bound, gate)
 

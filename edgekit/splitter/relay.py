@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from typing import Any
 
-from edgekit.errors import EdgekitError, InputError
 from edgekit.fleet.auth import ClientAuth
-from edgekit.splitter.wire import decode, encode, proto
+from edgekit.splitter.shard_run import run_shard
+from edgekit.splitter.wire import encode, proto
 
 MAX_HOPS = 64
 FAILED_PREFIX = "stage "  # an ABORTED reply whose details start so names the stage that failed
@@ -74,21 +73,7 @@ def relay(service: Any, request: Any, context: Any) -> Any:
     shard = service.store.get(request.shard)
     if shard is None:
         context.abort(grpc.StatusCode.NOT_FOUND, f"shard {request.shard!r} is not deployed on {service.name}")
-    try:
-        inputs = {t.name: decode(t) for t in request.inputs}
-        if len(inputs) != len(request.inputs):
-            raise InputError("two inputs share a name")
-        specs = shard.runtime.input_specs
-        if len(inputs) == 1 and len(specs) == 1:  # the previous stage's one output is this stage's one input
-            inputs = {specs[0].name: next(iter(inputs.values()))}
-        with shard.lock:
-            start = time.perf_counter()
-            outputs = shard.runtime.run(inputs)
-            compute_ms = (time.perf_counter() - start) * 1e3
-    except InputError as exc:
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    except EdgekitError as exc:
-        context.abort(grpc.StatusCode.INTERNAL, str(exc))
+    outputs, compute_ms = run_shard(shard, request.inputs, context, rename_single=True)
     mine = pb.StageTime(shard=request.shard, worker=service.name, compute_ms=compute_ms, bytes_in=request.ByteSize())
     encoded = [encode(k, v) for k, v in outputs.items()]
     if not hops:

@@ -32,8 +32,9 @@ from edgekit.bundle import MANIFEST_NAME, Bundle, read_bundle
 from edgekit.errors import BundleError, ConfigError, EdgekitError, InputError, MissingDependencyError
 from edgekit.fleet.auth import SERVER_KEEPALIVE, ClientAuth, ServerAuth
 from edgekit.splitter.plan import bundle_digest
+from edgekit.splitter.shard_run import run_shard
 from edgekit.splitter.upload import UploadLimits, receive, remove_leftovers, staging_dir
-from edgekit.splitter.wire import decode, encode, proto
+from edgekit.splitter.wire import encode, proto
 from edgekit.toolchain import edgekit_version
 
 log = logging.getLogger(__name__)
@@ -188,18 +189,7 @@ def _servicer_class():
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.name} is still loading its stored shards")
             if shard is None:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"shard {request.shard!r} is not deployed on {self.name}")
-            try:
-                inputs = {t.name: decode(t) for t in request.inputs}
-                if len(inputs) != len(request.inputs):
-                    raise InputError("two inputs share a name")
-                with shard.lock:  # native runtimes are not all safe to call from several threads
-                    start = time.perf_counter()
-                    outputs = shard.runtime.run(inputs)
-                    compute_ms = (time.perf_counter() - start) * 1e3
-            except InputError as exc:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            except EdgekitError as exc:
-                context.abort(grpc.StatusCode.INTERNAL, str(exc))
+            outputs, compute_ms = run_shard(shard, request.inputs, context)
             return pb.InferReply(outputs=[encode(k, v) for k, v in outputs.items()], compute_ms=compute_ms)
 
         def Relay(self, request, context):  # noqa: N802
@@ -357,15 +347,7 @@ def start_worker(
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     for svc in ("", SERVICE):
         health_service.set(svc, health_pb2.HealthCheckResponse.NOT_SERVING)
-    try:
-        if auth.identity is not None:
-            bound = server.add_secure_port(f"{host}:{port}", auth.server_credentials())
-        else:
-            bound = server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError:
-        bound = 0
-    if bound == 0:
-        raise ConfigError(f"cannot listen on {host}:{port} (in use, or not an address of this machine)")
+    bound = auth.bind(server, host, port)
     if name is None:
         service.name = f"{os.uname().nodename}:{bound}"
     server.start()

@@ -15,6 +15,7 @@ from edgekit.fleet.auth import ClientAuth
 from edgekit.splitter import SplitCoordinator
 from edgekit.splitter.local import start_local_worker
 from tests.helpers.netns import namespaces
+from tests.helpers.workers import HeldUpload, shard_chunks, wait_for_staging
 from tests.helpers.workers import local_predictions as _local_predictions
 from tests.splitter.conftest import EDGEKIT
 
@@ -131,7 +132,6 @@ def test_standard_health_client_across_hosts_sees_the_drain(split_plan, fleet, h
 
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from edgekit.splitter.upload import STAGING_PREFIX
     from edgekit.splitter.wire import proto
 
     pb, pb_grpc = proto()
@@ -139,15 +139,7 @@ def test_standard_health_client_across_hosts_sees_the_drain(split_plan, fleet, h
     shard = split_plan.shards[0]
     worker = start_local_worker(shard.device, tmp_path / "w", "--tls", str(fleet[shard.device]), "--grace", "20",
                                 host=address, port=PORT + 3, prefix=("ip", "netns", "exec", ns))  # fmt: skip
-    files = sorted(split_plan.shard_dir(shard).iterdir())
-    chunks = [pb.DeployChunk(shard=shard.name, digest=shard.digest, path=p.name, data=p.read_bytes()) for p in files]
-    started, release = threading.Event(), threading.Event()
-
-    def held():
-        yield chunks[0]
-        started.set()
-        release.wait(30)
-        yield from chunks[1:]
+    held = HeldUpload(shard_chunks(split_plan, shard))
 
     def status(channel) -> int:
         return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
@@ -155,23 +147,20 @@ def test_standard_health_client_across_hosts_sees_the_drain(split_plan, fleet, h
     try:
         with ClientAuth.from_options(str(fleet["coordinator"]), None).channel(worker.address, shard.device, []) as ch:
             assert status(ch) == health_pb2.HealthCheckResponse.SERVING
-            upload = pb_grpc.ShardWorkerStub(ch).Deploy.future(held(), timeout=60)
-            assert started.wait(10)
-            for _ in range(1000):  # bounded: 20 s; a chunk sent is not yet one the worker is receiving
-                if any(p.name.startswith(STAGING_PREFIX) for p in worker.workdir.iterdir()):
-                    break
-                threading.Event().wait(0.02)
+            upload = pb_grpc.ShardWorkerStub(ch).Deploy.future(iter(held), timeout=60)
+            assert held.started.wait(10)
+            wait_for_staging(worker.workdir)
             worker.send(signal.SIGTERM)
             for _ in range(100):  # bounded: 10 s
                 if status(ch) == health_pb2.HealthCheckResponse.NOT_SERVING:
                     break
                 threading.Event().wait(0.1)
             assert status(ch) == health_pb2.HealthCheckResponse.NOT_SERVING
-            release.set()
+            held.release.set()
             assert upload.result().shard.digest == shard.digest
         assert worker.proc.wait(timeout=30) == 0
     finally:
-        release.set()
+        held.release.set()
         worker.stop()
 
 

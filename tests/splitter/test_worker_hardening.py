@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import threading
 import time
 from types import SimpleNamespace
 
@@ -17,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from edgekit.errors import InputError
 from edgekit.splitter.upload import STAGING_PREFIX, UploadLimits, receive
 from edgekit.splitter.wire import encode, proto
+from tests.helpers.workers import HeldUpload, shard_chunks, wait_for_staging
 from tests.splitter.conftest import EDGEKIT
 
 pytestmark = pytest.mark.workers
@@ -36,42 +36,16 @@ def _wait_status(channel, wanted: int, seconds: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def _wait_for_staging(workdir, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not any(p.name.startswith(STAGING_PREFIX) for p in workdir.iterdir()):
-        assert time.monotonic() < deadline, "the upload never reached the worker"
-        time.sleep(0.02)
-
-
-def _shard_chunks(plan, shard):
-    pb, _ = proto()
-    return [pb.DeployChunk(shard=shard.name, digest=shard.digest, path=p.name, data=p.read_bytes())
-            for p in sorted(plan.shard_dir(shard).iterdir())]  # fmt: skip
-
-
-class HeldUpload:
-    """An upload that sends its first chunk, then waits for ``release`` (or gives up after 30 s)."""
-
-    def __init__(self, chunks):
-        self.chunks, self.release, self.started = chunks, threading.Event(), threading.Event()
-
-    def __iter__(self):
-        yield self.chunks[0]
-        self.started.set()
-        self.release.wait(30)
-        yield from self.chunks[1:]
-
-
 def test_standard_health_client_sees_serving_then_not_serving_during_a_drain(split_plan, worker_factory):
     pb, pb_grpc = proto()
     worker = worker_factory("drainer", "--grace", "20")
     shard = next(s for s in split_plan.shards if s.format == "onnx")
     with grpc.insecure_channel(worker.address) as channel:
         _wait_status(channel, SERVING)
-        held = HeldUpload(_shard_chunks(split_plan, shard))
+        held = HeldUpload(shard_chunks(split_plan, shard))
         upload = pb_grpc.ShardWorkerStub(channel).Deploy.future(iter(held), timeout=60)
         assert held.started.wait(10)
-        _wait_for_staging(worker.workdir)  # the worker is inside the upload (a chunk sent is not yet one received)
+        wait_for_staging(worker.workdir)  # the worker is inside the upload (a chunk sent is not yet one received)
         worker.send(signal.SIGTERM)
         _wait_status(channel, NOT_SERVING, seconds=10)  # still answering health while the upload is in flight
         request = pb.InferRequest(shard=shard.name, inputs=[encode("image", np.zeros((1, 1, 8, 8), np.float32))])
@@ -89,7 +63,7 @@ def test_a_worker_with_stored_shards_listens_at_once_and_serves_once_loaded(spli
     first = worker_factory("keeper", workdir=workdir)
     pte = next(s for s in split_plan.shards if s.format == "pte")  # loading it imports torch: seconds
     with grpc.insecure_channel(first.address) as channel:
-        pb_grpc.ShardWorkerStub(channel).Deploy(iter(_shard_chunks(split_plan, pte)), timeout=120)
+        pb_grpc.ShardWorkerStub(channel).Deploy(iter(shard_chunks(split_plan, pte)), timeout=120)
     first.stop(signal.SIGTERM, wait=60)
     (workdir / f"{STAGING_PREFIX}left-by-a-crash").mkdir()
     second = worker_factory("keeper", workdir=workdir)  # returns when the worker printed "listening"
@@ -107,7 +81,7 @@ def test_a_cancelled_upload_leaves_nothing_behind(split_plan, worker_factory):
     worker = worker_factory("cancel")
     shard = next(s for s in split_plan.shards if s.format == "onnx")
     with grpc.insecure_channel(worker.address) as channel:
-        held = HeldUpload(_shard_chunks(split_plan, shard))
+        held = HeldUpload(shard_chunks(split_plan, shard))
         upload = pb_grpc.ShardWorkerStub(channel).Deploy.future(iter(held), timeout=60)
         assert held.started.wait(10)
         # the client has sent its first chunk; the worker makes its staging directory as that chunk arrives
@@ -152,11 +126,11 @@ def test_calls_beyond_the_bound_and_a_second_upload_are_refused(split_plan, work
     request = pb.InferRequest(shard=shard.name, inputs=[encode("image", np.zeros((1, 1, 8, 8), np.float32))])
     with grpc.insecure_channel(worker.address) as channel:
         stub = pb_grpc.ShardWorkerStub(channel)
-        held = HeldUpload(_shard_chunks(split_plan, shard))
+        held = HeldUpload(shard_chunks(split_plan, shard))
         upload = stub.Deploy.future(iter(held), timeout=60)
         assert held.started.wait(10)
         with pytest.raises(grpc.RpcError) as info:  # one upload at a time: uploads cannot take inference's threads
-            stub.Deploy(iter(_shard_chunks(split_plan, shard)), timeout=10)
+            stub.Deploy(iter(shard_chunks(split_plan, shard)), timeout=10)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and refusal in info.value.details()
         assert _status(channel) == SERVING  # health is outside the bound
         held.release.set()
