@@ -248,6 +248,8 @@ class QuantizationScheme:
     details: dict[str, Any] = field(default_factory=dict)
     recipe: str | None = None
     cpu: CpuFeatures | None = None
+    # False when activations are quantized per call: the manifest then records no calibration data
+    calibrated: bool = True
 
     def to_json(self) -> dict[str, Any]:
         chosen = {"recipe": self.recipe, "cpu": self.cpu.to_json() if self.cpu else None} if self.recipe else {}

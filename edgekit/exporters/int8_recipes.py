@@ -42,6 +42,9 @@ class OrtQuantRecipe:
     activation_type: str = "QInt8"
     # quantize only MatMuls whose second input is a weight (attention's activation x activation stays float)
     matmul_const_b_only: bool = False
+    # "static": QDQ with calibrated activation ranges; "dynamic": int8 weights, each call's activations
+    # quantized at run time (ORT fuses these into DynamicQuantizeMatMul; no calibration, no Q/DQ chain)
+    activations: str = "static"
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -87,10 +90,19 @@ for _recipe in (
                "litert-torch PT2EQuantizer on Linear / Conv layers only (float file I/O); the faithful one"),
     Int8Recipe("tflite-pt2e-all", "tflite", (), Pt2eRecipe(),
                "litert-torch PT2EQuantizer's global config on every op it annotates (edgekit before #22)"),
+    # Static QDQ on VNNI ran no faster than FP32 (ViT-Ti/16 at 224, Xeon with AVX-512 VNNI: 1.05x). ORT's
+    # profiler says why: QLinearSoftmax took 7x float Softmax's time, the Q/DQ pairs around every op left in
+    # float (LayerNorm, GELU, bias adds) another 15%, and QLinearMatMul requantizes each output only to be
+    # dequantized for the bias add. Dynamic activations keep everything between the GEMMs in float and quantize
+    # each GEMM's input once, in the fused kernel: 1.5x there, cosine 0.9995 (benchmarks/int8.py).
     Int8Recipe("onnx-vnni", "onnx", ("x86-vnni",),
+               OrtQuantRecipe(op_types=("Gemm", "MatMul"), activations="dynamic"),
+               "int8 weights per channel, activations quantized per call at every MatMul / Gemm (ORT's fused "
+               "DynamicQuantizeMatMul on VNNI); everything between them stays float"),
+    Int8Recipe("onnx-vnni-static", "onnx", (),
                OrtQuantRecipe(op_types=("Conv", "Gemm", "MatMul"), activation_type="QUInt8"),
-               "full-range int8 weights (VPDPBUSD sums in int32, nothing saturates); uint8 activations, the "
-               "u8 x s8 form ORT fuses every QDQ MatMul (attention's too) and Softmax into QLinear kernels for"),
+               "static QDQ, full-range int8 weights, uint8 activations fused into QLinear kernels (slower than "
+               "the dynamic recipe on VNNI: QLinearSoftmax and the Q/DQ pairs between float ops)"),
     Int8Recipe("onnx-avx2", "onnx", ("x86-avx2", "x86"),
                OrtQuantRecipe(reduce_range=True, op_types=("Conv", "Gemm", "MatMul")),
                "7-bit weights: VPMADDUBSW's int16 pair sums saturate with full-range weights"),

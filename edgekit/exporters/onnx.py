@@ -71,9 +71,25 @@ class OnnxExporter:
                 tool="onnxruntime.quantization.quantize_dynamic",
                 weights="int8 symmetric, per output channel",
                 activations="uint8 per tensor, quantized at run time (MatMul / Gemm / Conv inputs)",
+                calibrated=False,
             )
         chosen = None if self.recipe else choose_recipe(self.format, options.cpu, options.int8_recipe)
         recipe = self.recipe or chosen.settings
+        if recipe.activations == "dynamic":
+            with stage("onnx", "quantizing to int8 (ONNX Runtime, activations quantized per call)"):
+                quantize_dynamic(source, target, per_channel=recipe.per_channel, weight_type=QuantType.QInt8,
+                                 op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
+                                 use_external_data_format=True)  # fmt: skip
+            return QuantizationScheme(
+                tool="onnxruntime.quantization.quantize_dynamic",
+                weights="int8 symmetric" + (", per output channel" if recipe.per_channel else ", per tensor"),
+                activations="uint8 per tensor, quantized at run time"
+                + (f", at {', '.join(recipe.op_types)} only" if recipe.op_types else ""),
+                details={"settings": recipe.to_json()},
+                recipe=chosen.name if chosen else "custom",
+                cpu=options.cpu,
+                calibrated=False,
+            )
         excluded = []
         if recipe.exclude_op_types:
             graph = onnx.load(source, load_external_data=False).graph

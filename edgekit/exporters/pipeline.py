@@ -249,7 +249,7 @@ def _manifest(job: ExportJob, lowered: LoweredGraph, fold: FoldSummary, bundle_d
     spec, options = job.spec, job.options
     quantization = None
     if lowered.quantization is not None:
-        calibration = options.calibration
+        calibration = options.calibration if lowered.quantization.calibrated else None
         quantization = QuantizationInfo(options.precision, lowered.quantization,
                                         calibration.source if calibration else None,
                                         len(calibration) if calibration else None)  # fmt: skip

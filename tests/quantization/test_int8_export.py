@@ -12,9 +12,12 @@ import torch
 from edgekit import runtimes
 from edgekit.bundle import MANIFEST_NAME
 from edgekit.errors import UnsupportedOptionError, ValidationFailed
+from edgekit.exporters.int8_recipes import RECIPES
 from edgekit.types import QualityGate
 
 FORMATS = ("pte", "tflite", "onnx")
+# tests of calibration pin a static ONNX recipe: the one chosen on a VNNI CPU quantizes activations per call
+STATIC_ONNX = "onnx-avx2"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -23,7 +26,10 @@ def test_static_int8_cnn_keeps_accuracy_and_records_it(int8, fmt):
     manifest = json.loads((Path(result.bundle_dir) / MANIFEST_NAME).read_text())
     assert manifest["precision"] == "int8"
     quant = manifest["quantization"]
-    assert quant["calibration"] == {"source": "digits (training split)", "samples": 32}
+    if getattr(RECIPES.get(quant["recipe"]).settings, "activations", "static") == "dynamic":  # ONNX on VNNI
+        assert quant["calibration"] is None and "run time" in quant["activations"]
+    else:
+        assert quant["calibration"] == {"source": "digits (training split)", "samples": 32}
     assert "per output channel" in quant["weights"]
     validation = manifest["validation"]
     assert validation["passed"] and validation["criterion"] == "accuracy"
@@ -119,7 +125,7 @@ def test_accuracy_loss_beyond_the_threshold_fails_the_export(int8, tmp_path):
     out = tmp_path / "cnn-int8"
     with pytest.raises(ValidationFailed) as info:
         export("cnn_small", format="onnx", precision="int8", weights=int8.weights("cnn_small"), calib=calib,
-               out_dir=out)  # fmt: skip
+               int8_recipe=STATIC_ONNX, out_dir=out)  # fmt: skip
     message = str(info.value)
     assert "accuracy" in message and "--calib" in message and "--max-accuracy-drop" in message
     assert not out.exists()
@@ -130,7 +136,7 @@ def test_accuracy_loss_beyond_the_threshold_fails_the_export(int8, tmp_path):
     # the same bundle is accepted when the caller allows that loss explicitly
     drop = rejected["validation"]["accuracy_drop_points"]
     kept = export("cnn_small", format="onnx", precision="int8", weights=int8.weights("cnn_small"), calib=calib,
-                  out_dir=out, quality=QualityGate(max_accuracy_drop=drop + 1))  # fmt: skip
+                  int8_recipe=STATIC_ONNX, out_dir=out, quality=QualityGate(max_accuracy_drop=drop + 1))  # fmt: skip
     assert kept.passed
 
 
@@ -140,7 +146,7 @@ def test_without_labels_top1_agreement_decides(tmp_path, tiny_configs):
     from edgekit.exporters.pipeline import export
 
     result = export("vit_tiny", format="onnx", precision="int8", config=tiny_configs["vit_tiny"],
-                    out_dir=tmp_path / "b", calib_samples=16, allow_mismatch=True)  # fmt: skip
+                    int8_recipe=STATIC_ONNX, out_dir=tmp_path / "b", calib_samples=16, allow_mismatch=True)  # fmt: skip
     validation = result.manifest.to_json()["validation"]
     assert validation["criterion"] in ("top1_agreement", "cosine") and validation["data"] == "random normal"
     assert validation["samples"] == 64 and validation["accuracy"] is None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from edgekit.cpu import parse_cpuinfo
+from edgekit.cpu import host_cpu, parse_cpuinfo
 from edgekit.errors import UnknownNameError, UnsupportedOptionError
 from edgekit.exporters.int8_recipes import RECIPES, choose_recipe
 from edgekit.exporters.pipeline import resolve_options
@@ -171,3 +173,21 @@ def test_pt2e_recipe_quantizes_the_layers_and_keeps_layernorm_float(fmt, tiny_co
     assert not any(reads_int8(n) for n in norms), [n.name for n in norms if reads_int8(n)]
     adds = [n for n in graph.nodes if n.target == torch.ops.aten.add.Tensor]
     assert adds and not any(all("dequantize" in str(a.target) for a in n.args if hasattr(a, "target")) for n in adds)
+
+
+def test_the_vnni_onnx_recipe_quantizes_activations_per_call(int8, tmp_path):
+    """On VNNI the ONNX recipe leaves calibration out: int8 weights, each MatMul's input quantized when it runs
+    (no QuantizeLinear / DequantizeLinear chain), and the manifest records no calibration data."""
+    import onnx
+
+    from edgekit.exporters.pipeline import export
+
+    result = export("vit_digits", format="onnx", precision="int8", weights=int8.weights("vit_digits"),
+                    calib_samples=8, int8_recipe="onnx-vnni", out_dir=tmp_path / "b", allow_mismatch=True)  # fmt: skip
+    quant = result.manifest.to_json()["quantization"]
+    assert quant["recipe"] == "onnx-vnni" and quant["calibration"] is None
+    assert quant["settings"]["activations"] == "dynamic" and "run time" in quant["activations"]
+    ops = {n.op_type for n in onnx.load(Path(result.bundle_dir) / "model.onnx", load_external_data=False).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops and "QuantizeLinear" not in ops
+    if host_cpu().isa == "x86-vnni":  # elsewhere u8 x s8 pair sums may saturate: that CPU gets another recipe
+        assert result.validation.passed and result.validation.accuracy_drop <= 2.0
