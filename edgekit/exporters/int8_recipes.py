@@ -43,8 +43,11 @@ class OrtQuantRecipe:
     # quantize only MatMuls whose second input is a weight (attention's activation x activation stays float)
     matmul_const_b_only: bool = False
     # "static": QDQ with calibrated activation ranges; "dynamic": int8 weights, each call's activations
-    # quantized at run time (ORT fuses these into DynamicQuantizeMatMul; no calibration, no Q/DQ chain)
+    # quantized at run time at ``op_types`` (ORT fuses these into DynamicQuantizeMatMul; no Q/DQ chain)
     activations: str = "static"
+    # with "dynamic": op types quantized statically first (ORT's per-call ConvInteger ran 5x slower than
+    # float on cnn_small, its static QLinearConv as fast), calibrated as a static recipe is
+    static_op_types: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -96,9 +99,10 @@ for _recipe in (
     # dequantized for the bias add. Dynamic activations keep everything between the GEMMs in float and quantize
     # each GEMM's input once, in the fused kernel: 1.5x there, cosine 0.9995 (benchmarks/int8.py).
     Int8Recipe("onnx-vnni", "onnx", ("x86-vnni",),
-               OrtQuantRecipe(op_types=("Gemm", "MatMul"), activations="dynamic"),
+               OrtQuantRecipe(op_types=("Gemm", "MatMul"), activations="dynamic", static_op_types=("Conv",),
+                              activation_type="QUInt8"),
                "int8 weights per channel, activations quantized per call at every MatMul / Gemm (ORT's fused "
-               "DynamicQuantizeMatMul on VNNI); everything between them stays float"),
+               "DynamicQuantizeMatMul on VNNI), convolutions static QDQ; everything between them stays float"),
     Int8Recipe("onnx-vnni-static", "onnx", (),
                OrtQuantRecipe(op_types=("Conv", "Gemm", "MatMul"), activation_type="QUInt8"),
                "static QDQ, full-range int8 weights, uint8 activations fused into QLinear kernels (slower than "

@@ -55,13 +55,7 @@ class OnnxExporter:
 
     def _quantize(self, spec: ModelSpec, options: ExportOptions, source: Path, target: Path) -> QuantizationScheme:
         import onnx
-        from onnxruntime.quantization import (
-            CalibrationMethod,
-            QuantFormat,
-            QuantType,
-            quantize_dynamic,
-            quantize_static,
-        )
+        from onnxruntime.quantization import QuantType, quantize_dynamic
 
         if options.precision == "int8-dynamic":
             with stage("onnx", "quantizing weights to int8 (ONNX Runtime, dynamic activations)"):
@@ -76,43 +70,13 @@ class OnnxExporter:
         chosen = None if self.recipe else choose_recipe(self.format, options.cpu, options.int8_recipe)
         recipe = self.recipe or chosen.settings
         if recipe.activations == "dynamic":
-            with stage("onnx", "quantizing to int8 (ONNX Runtime, activations quantized per call)"):
-                quantize_dynamic(source, target, per_channel=recipe.per_channel, weight_type=QuantType.QInt8,
-                                 op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
-                                 use_external_data_format=True)  # fmt: skip
-            return QuantizationScheme(
-                tool="onnxruntime.quantization.quantize_dynamic",
-                weights="int8 symmetric" + (", per output channel" if recipe.per_channel else ", per tensor"),
-                activations="uint8 per tensor, quantized at run time"
-                + (f", at {', '.join(recipe.op_types)} only" if recipe.op_types else ""),
-                details={"settings": recipe.to_json()},
-                recipe=chosen.name if chosen else "custom",
-                cpu=options.cpu,
-                calibrated=False,
-            )
+            return self._quantize_per_call(recipe, chosen, options, source, target)
         excluded = []
         if recipe.exclude_op_types:
             graph = onnx.load(source, load_external_data=False).graph
             excluded = [n.name for n in graph.node if n.op_type in recipe.exclude_op_types]
         with stage("onnx", f"quantizing to int8 (ONNX Runtime static QDQ, {recipe.calibrate_method} calibration)"):
-            quantize_static(
-                source,
-                target,
-                _Reader(options.calibration.samples if options.calibration else ()),
-                quant_format=QuantFormat.QDQ,
-                per_channel=recipe.per_channel,
-                reduce_range=recipe.reduce_range,
-                activation_type=getattr(QuantType, recipe.activation_type),
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=excluded,
-                op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
-                use_external_data_format=True,
-                calibrate_method=getattr(CalibrationMethod, recipe.calibrate_method),
-                extra_options={
-                    "ActivationSymmetric": recipe.activation_symmetric,
-                    "MatMulConstBOnly": recipe.matmul_const_b_only,
-                },  # fmt: skip
-            )
+            _quantize_static(recipe, options, source, target, excluded, recipe.op_types)
         return QuantizationScheme(
             tool="onnxruntime.quantization.quantize_static (QDQ)",
             weights=("7-bit" if recipe.reduce_range else "int8")
@@ -125,6 +89,65 @@ class OnnxExporter:
             recipe=chosen.name if chosen else "custom",
             cpu=options.cpu,
         )
+
+    def _quantize_per_call(self, recipe: OrtQuantRecipe, chosen, options: ExportOptions, source: Path,
+                           target: Path) -> QuantizationScheme:  # fmt: skip
+        """int8 weights, activations quantized when each GEMM runs; ``static_op_types`` (convolutions) first
+        as static QDQ, since ORT's per-call ConvInteger is slower than float."""
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        present = {n.op_type for n in onnx.load(source, load_external_data=False).graph.node}
+        static = tuple(op for op in recipe.static_op_types if op in present)
+        with tempfile.TemporaryDirectory(prefix="edgekit-onnx-q-") as tmp:
+            if static:
+                with stage("onnx", f"quantizing {', '.join(static)} to int8 (static QDQ, calibrated)"):
+                    staged = Path(tmp) / source.name
+                    _quantize_static(recipe, options, source, staged, [], static)
+                    source = staged
+            with stage("onnx", "quantizing to int8 (ONNX Runtime, activations quantized per call)"):
+                quantize_dynamic(source, target, per_channel=recipe.per_channel, weight_type=QuantType.QInt8,
+                                 op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
+                                 use_external_data_format=True)  # fmt: skip
+        weights = "int8 symmetric" + (", per output channel" if recipe.per_channel else ", per tensor")
+        activations = "uint8 per tensor, quantized at run time" + (
+            f" at {', '.join(recipe.op_types)}" if recipe.op_types else ""
+        )
+        if static:
+            activations += f"; {', '.join(static)} static ({recipe.calibrate_method} ranges from calibration)"
+        return QuantizationScheme(
+            tool="onnxruntime.quantization.quantize_dynamic" + (" + quantize_static (QDQ)" if static else ""),
+            weights=weights,
+            activations=activations,
+            details={"settings": recipe.to_json()},
+            recipe=chosen.name if chosen else "custom",
+            cpu=options.cpu,
+            calibrated=bool(static),
+        )
+
+
+def _quantize_static(recipe: OrtQuantRecipe, options: ExportOptions, source: Path, target: Path,
+                     excluded: list[str], op_types: tuple[str, ...] | None) -> None:  # fmt: skip
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        source,
+        target,
+        _Reader(options.calibration.samples if options.calibration else ()),
+        quant_format=QuantFormat.QDQ,
+        per_channel=recipe.per_channel,
+        reduce_range=recipe.reduce_range,
+        activation_type=getattr(QuantType, recipe.activation_type),
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=excluded,
+        op_types_to_quantize=list(op_types) if op_types else None,
+        use_external_data_format=True,
+        calibrate_method=getattr(CalibrationMethod, recipe.calibrate_method),
+        extra_options={
+            "ActivationSymmetric": recipe.activation_symmetric,
+            "MatMulConstBOnly": recipe.matmul_const_b_only,
+        },  # fmt: skip
+    )
 
 
 def _export_float(spec: ModelSpec | SubGraph, path: Path) -> None:

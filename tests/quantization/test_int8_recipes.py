@@ -175,19 +175,27 @@ def test_pt2e_recipe_quantizes_the_layers_and_keeps_layernorm_float(fmt, tiny_co
     assert adds and not any(all("dequantize" in str(a.target) for a in n.args if hasattr(a, "target")) for n in adds)
 
 
-def test_the_vnni_onnx_recipe_quantizes_activations_per_call(int8, tmp_path):
-    """On VNNI the ONNX recipe leaves calibration out: int8 weights, each MatMul's input quantized when it runs
-    (no QuantizeLinear / DequantizeLinear chain), and the manifest records no calibration data."""
+def test_the_vnni_onnx_recipe_quantizes_gemm_inputs_per_call(int8, tmp_path):
+    """On VNNI the ONNX recipe quantizes each MatMul / Gemm input when it runs (no Q/DQ chain between the
+    layers) and convolutions statically (QDQ that ORT fuses into QLinearConv), calibrated and recorded."""
     import onnx
 
     from edgekit.exporters.pipeline import export
 
-    result = export("vit_digits", format="onnx", precision="int8", weights=int8.weights("vit_digits"),
-                    calib_samples=8, int8_recipe="onnx-vnni", out_dir=tmp_path / "b", allow_mismatch=True)  # fmt: skip
-    quant = result.manifest.to_json()["quantization"]
-    assert quant["recipe"] == "onnx-vnni" and quant["calibration"] is None
-    assert quant["settings"]["activations"] == "dynamic" and "run time" in quant["activations"]
-    ops = {n.op_type for n in onnx.load(Path(result.bundle_dir) / "model.onnx", load_external_data=False).graph.node}
-    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops and "QuantizeLinear" not in ops
-    if host_cpu().isa == "x86-vnni":  # elsewhere u8 x s8 pair sums may saturate: that CPU gets another recipe
-        assert result.validation.passed and result.validation.accuracy_drop <= 2.0
+    for model in ("vit_digits", "cnn_small"):  # a patch-embedding conv, then a CNN of convs
+        result = export(model, format="onnx", precision="int8", weights=int8.weights(model), calib_samples=8,
+                        int8_recipe="onnx-vnni", out_dir=tmp_path / model, allow_mismatch=True)  # fmt: skip
+        quant = result.manifest.to_json()["quantization"]
+        assert quant["recipe"] == "onnx-vnni" and quant["settings"]["activations"] == "dynamic"
+        assert "run time" in quant["activations"]
+        graph = onnx.load(Path(result.bundle_dir) / "model.onnx", load_external_data=False).graph
+        ops = [n.op_type for n in graph.node]
+        assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops
+        convs = [n for n in graph.node if n.op_type == "Conv"]
+        assert convs
+        produced_by = {out: n for n in graph.node for out in n.output}
+        # every remaining float Conv reads a dequantized input and weight: it runs as an int8 kernel
+        assert all(produced_by[i].op_type == "DequantizeLinear" for c in convs for i in c.input[:2])
+        assert quant["calibration"]["samples"] == 8 and "Conv static" in quant["activations"]
+        if host_cpu().isa == "x86-vnni":  # elsewhere u8 x s8 pair sums may saturate: that CPU gets another recipe
+            assert result.validation.passed and result.validation.accuracy_drop <= 2.0
