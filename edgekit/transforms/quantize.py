@@ -38,10 +38,15 @@ class Pt2eRecipe:
     per_channel: bool = True
     quantize_modules: tuple[str, ...] | None = None
     float_modules: tuple[str, ...] = ()
+    # aten operators (``conv2d``) quantized by operator type, outside ``quantize_modules``: XNNPACK's conv
+    # patterns hold the weight and the following ReLU, which no module-type filter matches, so a Conv2d
+    # module config left every convolution float (cnn_small's "int8" .pte was 1.00x the FP32 size)
+    quantize_operators: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return {"per_channel": self.per_channel, "float_modules": list(self.float_modules),
-                "quantize_modules": None if self.quantize_modules is None else list(self.quantize_modules)}  # fmt: skip
+                "quantize_modules": None if self.quantize_modules is None else list(self.quantize_modules),
+                "quantize_operators": list(self.quantize_operators)}  # fmt: skip
 
 
 def configure_quantizer(quantizer, config, recipe: Pt2eRecipe, module: torch.nn.Module, type_key=None):
@@ -61,6 +66,8 @@ def configure_quantizer(quantizer, config, recipe: Pt2eRecipe, module: torch.nn.
         return quantizer
     for module_type in classes(set(recipe.quantize_modules) - set(recipe.float_modules)):
         quantizer.set_module_type(module_type, config)
+    for operator in recipe.quantize_operators:
+        quantizer.set_operator_type(getattr(torch.ops.aten, operator).default, config)
     return quantizer
 
 

@@ -199,3 +199,33 @@ def test_the_vnni_onnx_recipe_quantizes_gemm_inputs_per_call(int8, tmp_path):
         assert quant["calibration"]["samples"] == 8 and "Conv static" in quant["activations"]
         if host_cpu().isa == "x86-vnni":  # elsewhere u8 x s8 pair sums may saturate: that CPU gets another recipe
             assert result.validation.passed and result.validation.accuracy_drop <= 2.0
+
+
+@pytest.mark.parametrize(("recipe", "int8_layers"), [("pte-xnnpack-convs", 7), ("pte-xnnpack", 1)])
+def test_only_the_conv_recipe_quantizes_a_cnns_convolutions(recipe, int8_layers):
+    """XNNPACK's conv patterns hold the weight and the ReLU after the conv, which no module-type filter matches:
+    the default recipe leaves a folded CNN's six convs float (only the head is int8); the conv recipe names the
+    conv operators and quantizes all seven layers."""
+    import dataclasses
+
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    from edgekit.calibration import load_calibration
+    from edgekit.models import prepare_model
+    from edgekit.transforms.quantize import configure_quantizer, pt2e_quantize
+    from edgekit.transforms.reparam import fold_norms
+
+    spec = prepare_model("cnn_small")
+    module, _ = fold_norms(spec.module)
+    spec = dataclasses.replace(spec, module=module)
+    quantizer = configure_quantizer(XNNPACKQuantizer(), get_symmetric_quantization_config(is_per_channel=True),
+                                    RECIPES.get(recipe).settings, module)  # fmt: skip
+    graph = pt2e_quantize(spec, quantizer, load_calibration(spec.input_specs, None, None, 4), fold_quantize=False).graph
+    layers = [n for n in graph.nodes if n.target in (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)]
+    assert len(layers) == 7  # six convs and the head
+    int8 = [n for n in layers if "dequantize" in str(n.args[0].target) and "dequantize" in str(n.args[1].target)]
+    assert len(int8) == int8_layers
