@@ -2,12 +2,21 @@
 
 Rows: one bundle served in-process (vit_digits at depth 2, ONNX, exported and verified here), over HTTP (the
 binary tensor extension, as tritonclient.http sends by default) and over gRPC (raw_input_contents); then a
-split plan of the same model over three ONNX worker processes, without faults, over both transports. Each
-client is a thread with its own keep-alive connection or gRPC channel, sending batch-1 requests back to back
-until the row's request count is reached (or its time cap); every answer is checked against the logits
-computed here (the bundle's runtime; the plan's shards fused locally), so a row with a wrong or lost answer
-fails instead of printing. Server, workers and clients share this machine's cores: the numbers say what the
-endpoint costs on this CPU, not what separate devices would do. The CPU is named in the table's title.
+split plan of the same model, every shard on 2 of 3 ONNX worker processes (``--replicas 2``), behind
+``edgekit serve PLANDIR``: without faults over both transports, then over gRPC with faults, each on fresh
+workers --
+
+- one worker SIGKILLed a third of the way into the row (its shards fail over to their replicas);
+- one worker slowed: SIGSTOP for 150 ms of every 500 ms, with hedging off and with ``--hedge-after auto``.
+
+Each client is a thread with its own keep-alive connection or gRPC channel, sending batch-1 requests back to
+back until the row's request count is reached (or its time cap). Every answer is checked against the logits
+computed here (the bundle's runtime; the plan's shards fused locally): a wrong or lost answer (no answer, or
+an error the server did not name) fails the row instead of printing; an error the server named (HTTP 503 /
+gRPC UNAVAILABLE: no replica of a shard answered in time) is counted in the ``err`` column. Retries and
+hedges come from the server's own run report (``edgekit serve --report``; warm-up requests included). Server,
+workers and clients share this machine's cores: the numbers say what the endpoint costs on this CPU, not what
+separate devices would do. The CPU and the load average are printed with the table.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import argparse
 import http.client
 import json
 import os
+import signal
 import statistics
 import tempfile
 import threading
@@ -33,7 +43,13 @@ from edgekit.serving.grpc_codec import proto
 from edgekit.serving.local import LocalServer, start_local_server
 
 CONFIG = {"depth": 2}
+VICTIM = "pi-1"
+STOP_MS, CYCLE_MS = 150, 500
 Call = Callable[[], np.ndarray]
+
+
+class NamedError(Exception):
+    """The server answered with the protocol's error for a failed worker: counted, not a lost answer."""
 
 
 def http_caller(server: LocalServer, input_name: str, x: np.ndarray) -> Callable[[], Call]:
@@ -50,6 +66,8 @@ def http_caller(server: LocalServer, input_name: str, x: np.ndarray) -> Callable
             conn.request("POST", path, body=body, headers=headers)
             response = conn.getresponse()
             payload = response.read()
+            if response.status == 503:
+                raise NamedError(json.loads(payload)["error"])
             if response.status != 200:
                 raise RuntimeError(f"HTTP {response.status}: {payload[:200]!r}")
             n = int(response.getheader("Inference-Header-Content-Length"))
@@ -75,17 +93,26 @@ def grpc_caller(server: LocalServer, input_name: str, x: np.ndarray) -> Callable
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
 
         def call() -> np.ndarray:
-            return np.frombuffer(stub.ModelInfer(request, timeout=30).raw_output_contents[0], "<f4")
+            try:
+                return np.frombuffer(stub.ModelInfer(request, timeout=30).raw_output_contents[0], "<f4")
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and exc.details().startswith("worker "):
+                    raise NamedError(exc.details()) from exc
+                raise
 
         return call
 
     return make
 
 
-def load(make: Callable[[], Call], expected: np.ndarray, clients: int, requests: int, cap_s: float) -> dict:
-    """``requests`` calls in all from ``clients`` threads; every answer compared with ``expected``."""
+def load(make: Callable[[], Call], expected: np.ndarray, clients: int, requests: int, cap_s: float,
+         before: Callable[[int], None] | None = None) -> dict:  # fmt: skip
+    """``requests`` calls in all from ``clients`` threads; every answer compared with ``expected``.
+
+    ``before(i)`` runs before the i-th request is sent (a fault injected at a point of the row)."""
     latencies: list[float] = []
     wrong: list[str] = []
+    named: list[str] = []
     remaining = [requests]
     lock = threading.Lock()
     calls = [make() for _ in range(clients)]
@@ -100,9 +127,16 @@ def load(make: Callable[[], Call], expected: np.ndarray, clients: int, requests:
                 if remaining[0] == 0:
                     return
                 remaining[0] -= 1
+                index = requests - remaining[0] - 1
+            if before:
+                before(index)
             start = time.perf_counter()
             try:
                 got = call()
+            except NamedError as exc:
+                with lock:
+                    named.append(str(exc))
+                continue
             except Exception as exc:  # noqa: BLE001 -- counted, then the row fails
                 with lock:
                     wrong.append(f"{type(exc).__name__}: {exc}")
@@ -121,10 +155,58 @@ def load(make: Callable[[], Call], expected: np.ndarray, clients: int, requests:
         t.join()
     wall = time.perf_counter() - start
     if wrong:
-        raise SystemExit(f"{len(wrong)} requests failed or were answered wrongly; first: {wrong[0]}")
+        raise SystemExit(f"{len(wrong)} requests were lost or answered wrongly; first: {wrong[0]}")
+    if not latencies:
+        raise SystemExit(f"no request was answered; first error: {named[0] if named else 'none (time cap)'}")
     latencies.sort()
-    return {"requests": len(latencies), "throughput": len(latencies) / wall, "p50": statistics.median(latencies),
-            "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], "wall": wall}  # fmt: skip
+    return {"requests": len(latencies), "errors": len(named), "throughput": len(latencies) / wall,
+            "p50": statistics.median(latencies), "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+            "wall": wall}  # fmt: skip
+
+
+CALLERS = {"HTTP": http_caller, "gRPC": grpc_caller}
+
+
+def stall(proc, stop: threading.Event) -> None:
+    """SIGSTOP ``proc`` for STOP_MS out of every CYCLE_MS until ``stop`` is set; leave it running."""
+    while not stop.is_set():
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(STOP_MS / 1e3)
+        proc.send_signal(signal.SIGCONT)
+        stop.wait((CYCLE_MS - STOP_MS) / 1e3)
+    proc.send_signal(signal.SIGCONT)
+
+
+def faulted(plan, root: Path, x: np.ndarray, expected: np.ndarray, args, fault: str, hedge: str | None,
+            caller: Callable[..., Callable[[], Call]]) -> dict:  # fmt: skip
+    """One row of the plan on fresh workers (every shard deployed again): ``fault`` is none, killed or slowed."""
+    from edgekit.splitter.local import LocalWorkers
+
+    run = root / f"run-{fault}-{hedge or 'off'}-{caller.__name__}"
+    with LocalWorkers([d.name for d in plan.devices], run / "workers") as workers:
+        spec = ",".join(f"{k}={v}" for k, v in workers.addresses.items())
+        options = ["--workers", spec, "--timeout", "10", "--report", str(run / "report.json")]
+        options += ["--hedge-after", hedge] if hedge else []
+        victim = workers.workers[VICTIM].proc
+        stop = threading.Event()
+        staller = threading.Thread(target=stall, args=(victim, stop), daemon=True)
+
+        def before(i: int) -> None:
+            if fault == "killed" and i == args.requests // 3:
+                victim.send_signal(signal.SIGKILL)
+            if fault == "slowed" and i == 0:
+                staller.start()
+
+        with start_local_server(plan.root, *options) as server:
+            try:
+                result = load(caller(server, plan.input["name"], x), expected, args.clients, args.requests,
+                              args.cap, before)  # fmt: skip
+            finally:
+                stop.set()
+                if staller.is_alive():
+                    staller.join()
+        report = json.loads((run / "report.json").read_text())  # written when the server stopped
+    return {**result, "retries": report["retries"], "hedges": f"{report['hedges']} ({report['hedge_wins']})"}
 
 
 def fused_here(plan, x: np.ndarray) -> np.ndarray:
@@ -146,8 +228,8 @@ def build(root: Path, console: Console):
     with console.status("exporting vit_digits (depth 2) to ONNX", spinner="dots"):
         bundle = Path(export("vit_digits", format="onnx", out_dir=root / "bundle", config=CONFIG).bundle_dir)
     devices = [DeviceSpec(f"pi-{i}", None, 50_000_000, 5.0, "onnx") for i in range(3)]
-    settings = SplitSettings(epochs=4, finetune_epochs=1, fusion_epochs=15, samples=4)
-    with console.status("planning a split over 3 ONNX devices", spinner="dots"):
+    settings = SplitSettings(epochs=4, finetune_epochs=1, fusion_epochs=15, samples=4, replicas=2)
+    with console.status("planning a split over 3 ONNX devices, 2 copies per shard", spinner="dots"):
         plan = plan_split("vit_digits", devices, root / "plan", config=CONFIG, settings=settings)
     return bundle, plan
 
@@ -156,12 +238,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--requests", type=int, default=400, help="requests per row")
-    parser.add_argument("--cap", type=float, default=120.0, help="seconds a row may take at most")
+    parser.add_argument("--cap", type=float, default=60.0, help="seconds a row may take at most")
     args = parser.parse_args()
     quiet_toolchain_logs()
     console = Console(width=120)
     from edgekit.runtimes import load as load_runtime
-    from edgekit.splitter.local import LocalWorkers
 
     x = np.random.default_rng(0).standard_normal((1, 1, 8, 8)).astype(np.float32)
     rows = []
@@ -173,26 +254,29 @@ def main() -> None:
         expected_plan = fused_here(plan, x)
         name = plan.input["name"]
         with start_local_server(bundle, "--threads", "1") as server:
-            for transport, caller in (("HTTP", http_caller), ("gRPC", grpc_caller)):
+            for transport, caller in CALLERS.items():
                 with console.status(f"bundle over {transport}", spinner="dots"):
                     result = load(caller(server, name, x), expected_bundle, args.clients, args.requests, args.cap)
                 rows.append(("bundle, in-process (ONNX Runtime)", transport, result))
-        with LocalWorkers([d.name for d in plan.devices], root / "workers") as workers:
-            spec = ",".join(f"{k}={v}" for k, v in workers.addresses.items())
-            with start_local_server(plan.root, "--workers", spec, "--timeout", "30") as server:
-                for transport, caller in (("HTTP", http_caller), ("gRPC", grpc_caller)):
-                    with console.status(f"split plan over {transport}", spinner="dots"):
-                        result = load(caller(server, name, x), expected_plan, args.clients, args.requests, args.cap)
-                    rows.append(("split plan, 3 workers, no faults", transport, result))
+        stalled = f"{VICTIM} SIGSTOPped {STOP_MS} of every {CYCLE_MS} ms"
+        scenarios = (("none", None, "HTTP", "no faults"), ("none", None, "gRPC", "no faults"),
+                     ("killed", None, "gRPC", f"{VICTIM} SIGKILLed at 1/3"), ("slowed", None, "gRPC", stalled),
+                     ("slowed", "auto", "gRPC", f"{stalled}, hedge auto"))  # fmt: skip
+        for fault, hedge, transport, label in scenarios:
+            with console.status(f"split plan over {transport}, {label}", spinner="dots"):
+                result = faulted(plan, root, x, expected_plan, args, fault, hedge, CALLERS[transport])
+            rows.append((f"split plan, {label}", transport, result))
     cpu = f"{host_cpu().name}, {os.cpu_count()} cores"
-    table = Table(title=f"edgekit serve, {args.clients} concurrent clients, batch 1, loopback; CPU: {cpu} "
-                        "(server, workers and clients share it)")  # fmt: skip
-    for col in ("served", "transport", "requests", "req/s", "p50 ms", "p99 ms"):
+    table = Table(title=f"edgekit serve, {args.clients} concurrent clients, batch 1, loopback, plan on 3 workers x 2 "
+                        f"copies per shard; CPU: {cpu} (server, workers and clients share it)")  # fmt: skip
+    for col in ("served", "transport", "ok", "err", "req/s", "p50 ms", "p99 ms", "retries", "hedges (won)"):
         table.add_column(col, justify="left" if col in ("served", "transport") else "right")
     for served, transport, r in rows:
-        table.add_row(served, transport, str(r["requests"]), f"{r['throughput']:.0f}", f"{r['p50']:.2f}",
-                      f"{r['p99']:.2f}")  # fmt: skip
+        counts = str(r["requests"]), str(r["errors"]), f"{r['throughput']:.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}"
+        table.add_row(served, transport, *counts, str(r.get("retries", "-")), r.get("hedges", "-"))
     console.print(table)
+    load1, load5, load15 = os.getloadavg()
+    console.print(f"load average at the end: {load1:.1f} {load5:.1f} {load15:.1f} (1, 5, 15 min)")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from edgekit.cli.options import tls_option, token_option
 @click.option("--workers", help="A plan's workers: name=host:port,... or auto (default: devices.yaml's addresses).")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds a plan's request may take, all workers.")
 @click.option("--hedge-after", help="A plan's shard call unanswered after auto (its p95) or MS also goes to a replica.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="A plan's run report (each request's record, retries, hedges) as JSON, on exit.")  # fmt: skip
 @click.option("--degraded-ok", is_flag=True, help="A plan answers from the remaining shards when a worker fails.")
 @click.option("--worker-tls", type=click.Path(file_okay=False),
               help="Identity presented to a plan's workers (default: --tls's).")  # fmt: skip
@@ -37,7 +39,7 @@ from edgekit.cli.options import tls_option, token_option
 @click.option("--max-request-mb", default=16, show_default=True, help="Largest request body or gRPC message.")
 @click.option("--max-calls", default=16, show_default=True, help="Inferences at once per transport.")
 @click.option("--grace", default=10.0, show_default=True, help="Seconds in-flight calls get to finish on SIGTERM.")
-def serve(path, host, port, http_port, no_http, name, graph, threads, workers, timeout, hedge_after,
+def serve(path, host, port, http_port, no_http, name, graph, threads, workers, timeout, hedge_after, report_path,
           degraded_ok, worker_tls, worker_token_file, tls, token_file, insecure, max_request_mb, max_calls,
           grace) -> None:  # fmt: skip
     """Serve a bundle (in-process) or a split plan (through its workers) over the Open Inference Protocol:
@@ -60,7 +62,8 @@ def serve(path, host, port, http_port, no_http, name, graph, threads, workers, t
         if p is not None:
             check_port(host, p)  # a port in use is found before a plan deploys or a bundle loads
     plan = PlanOptions(parse_workers(workers), timeout, degraded_ok,
-                       ClientAuth.from_options(worker_tls or tls, worker_token_file), hedge_after)  # fmt: skip
+                       ClientAuth.from_options(worker_tls or tls, worker_token_file), hedge_after,
+                       report_path)  # fmt: skip
     with session().err.status("loading", spinner="dots"):
         backend = open_backend(path, name, graph, threads, plan)
     try:

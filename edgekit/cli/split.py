@@ -127,8 +127,10 @@ def render_plan(plan) -> None:
               help="Announce over mDNS (default: when bound beyond loopback).")  # fmt: skip
 @click.option("--profile", "profile_file", type=click.Path(dir_okay=False),
               help="device.json from `edgekit profile-device`: the GFLOP/s to announce (else measured).")  # fmt: skip
+@click.option("--energy", default="auto", show_default=True,
+              help="Meter kept running for a run's energy per node: auto, rapl, hwmon, pi5-pmic or none.")  # fmt: skip
 def worker(host, port, workdir, name, threads, max_message_mb, tls, token_file, insecure, grace, max_calls, announce,
-           profile_file) -> None:  # fmt: skip
+           profile_file, energy) -> None:  # fmt: skip
     """Serve shard bundles over gRPC: health, deploy (verified), inference."""
     from edgekit.fleet.auth import ServerAuth, is_loopback
     from edgekit.splitter.worker import start_worker
@@ -139,7 +141,7 @@ def worker(host, port, workdir, name, threads, max_message_mb, tls, token_file, 
         click.echo(warning, err=True)
     name = name or (auth.identity.name if auth.identity else None)  # a TLS worker is the device its cert names
     running = start_worker(host, port, workdir, name, threads, max_message_bytes=max_message_mb << 20, auth=auth,
-                           max_calls=max_calls)  # fmt: skip
+                           max_calls=max_calls, energy=energy)  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -150,8 +152,10 @@ def worker(host, port, workdir, name, threads, max_message_mb, tls, token_file, 
         except BaseException:
             running.stop(0)  # the server is already listening: its threads would keep the process alive
             raise
-    click.echo(f"edgekit worker listening on {host}:{running.port} (auth {auth.label}, workdir {workdir}; "
-               f"{'announced over mDNS; ' if announcer else ''}stored shards load in the background)")  # fmt: skip
+    meter = running.service.energy.meter.name if running.service.energy else "none"
+    click.echo(f"edgekit worker listening on {host}:{running.port} (auth {auth.label}, energy {meter}, "
+               f"workdir {workdir}; {'announced over mDNS; ' if announcer else ''}stored shards load in the "
+               "background)")  # fmt: skip
     sys.stdout.flush()
     stop.wait()
     if announcer:
@@ -271,7 +275,8 @@ def _evaluate(coordinator, plan, eval_data: str, limit: int | None, report_path=
     )
     session().out.print(worker_table(rows, "per worker (medians)"))
     report = evaluation.report
-    if report.retries or report.hedges or report.rejoins:
+    measured = any(n.energy and n.energy.joules is not None for n in report.nodes)
+    if report.retries or report.hedges or report.rejoins or measured:
         session().out.print(run_summary(report), soft_wrap=True)
         session().out.print(node_table(report))
     if report_path:

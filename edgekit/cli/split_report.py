@@ -23,10 +23,11 @@ def run_summary(report) -> str:
 
 
 def node_table(report, title: str = "per worker"):
-    """Per worker: answered / failed / cancelled calls, hedges it received and won, round trip and compute."""
+    """Per worker: answered / failed / cancelled calls, hedges it received and won, round trip and compute, and the
+    energy its meter measured over the run ("-" where it has none)."""
     columns = {"worker": "left", "answered": "right", "failed": "right", "hedged (won)": "right",
                "rtt p50 ms": "right", "rtt p99 ms": "right", "compute p50 ms": "right",
-               "KiB out / in": "right"}  # fmt: skip
+               "KiB out / in": "right", "energy J (meter)": "right", "mean W": "right"}  # fmt: skip
     table = render.table(title, columns, keep=("worker",))
     for n in report.nodes:
         rtt, compute = n.round_trip_ms, n.compute_ms
@@ -34,8 +35,16 @@ def node_table(report, title: str = "per worker"):
             render.text(n.worker), str(n.answered), str(n.failed), f"{n.hedges_sent} ({n.hedge_wins})",
             f"{rtt.p50:.2f}" if rtt else "-", f"{rtt.p99:.2f}" if rtt else "-",
             f"{compute.p50:.2f}" if compute else "-", f"{n.bytes_sent / 1024:.0f} / {n.bytes_received / 1024:.0f}",
+            *energy_cells(n.energy),
         )  # fmt: skip
     return table
+
+
+def energy_cells(energy) -> tuple[str, str]:
+    if energy is None or energy.joules is None:
+        return "-", "-"
+    watts = energy.mean_watts
+    return f"{energy.joules:.3g} ({render.text(energy.meter)})", f"{watts:.3g}" if watts is not None else "-"
 
 
 def replica_lines(plan) -> list[str]:

@@ -36,11 +36,14 @@ class PlanOptions:
     degraded_ok: bool = False
     auth: ClientAuth = field(default_factory=ClientAuth)
     hedge_after: str | float | None = None  # "auto" or milliseconds: a slow shard call is also sent to a replica
+    report: str | Path | None = None  # where the run report goes when the server closes
 
 
 def _open_bundle(path: Path, name: str | None, graph: str | None, threads: int | None, plan: PlanOptions):
     from edgekit.serving.bundle_backend import BundleBackend
 
+    if plan.report is not None:
+        raise ConfigError("--report is a split plan's run report; a bundle served in-process has no workers")
     return BundleBackend(path, name, graph, threads)
 
 
@@ -49,7 +52,9 @@ def _open_plan(path: Path, name: str | None, graph: str | None, threads: int | N
 
     if graph is not None:
         raise ConfigError("--graph names a bundle's graph; a split plan has one model")
-    return PlanBackend(path, plan.workers, plan.timeout, plan.degraded_ok, plan.auth, name, plan.hedge_after)
+    return PlanBackend(
+        path, plan.workers, plan.timeout, plan.degraded_ok, plan.auth, name, plan.hedge_after, plan.report
+    )
 
 
 # marker file -> what opens a directory holding it

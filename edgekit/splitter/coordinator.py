@@ -29,6 +29,7 @@ from edgekit.splitter.deploy import DEPLOY_SECONDS, DeployOutcome, bundle_chunks
 from edgekit.splitter.devices import AUTO
 from edgekit.splitter.dispatch import Dispatcher
 from edgekit.splitter.hedging import HedgePolicy, ShardLatencies
+from edgekit.splitter.node_energy import MeterTotal, between, read_totals
 from edgekit.splitter.plan import ShardPlan, SplitPlan
 from edgekit.splitter.records import RequestRecord, ShardCall
 from edgekit.splitter.runreport import RunReport, build_report
@@ -171,6 +172,11 @@ class SplitCoordinator:
         self._check_coverage()
         return replies
 
+    def energy_totals(self) -> dict[str, MeterTotal]:
+        """Each worker's running energy total (or why it has none), in parallel: read one at a run's start and one
+        at its end, and ``node_energy.between`` gives each node's joules over the run."""
+        return read_totals(self.workers.stubs, self.timeout)
+
     def wait_ready(self, seconds: float = DEPLOY_SECONDS) -> dict[str, Any]:
         """Health replies once no worker is still loading its stored shards (polled, at most ``seconds``)."""
         deadline = time.monotonic() + seconds
@@ -241,6 +247,7 @@ class SplitCoordinator:
         """Accuracy over labelled samples sent one at a time (batch 1, as an edge camera would)."""
         correct = degraded = 0
         latency, calls, records = [], [], []
+        totals = self.energy_totals()
         start = time.perf_counter()
         for i in range(len(x)):
             result = self.infer(x[i : i + 1])
@@ -251,8 +258,10 @@ class SplitCoordinator:
             records.append(result.record)
             if on_sample:
                 on_sample(i, result)
-        report = build_report(records, time.perf_counter() - start, labels=y[: len(records)], workers=self.addresses,
-                              hedge=self.hedge, rejoins=len(self.workers.rejoins))  # fmt: skip
+        wall = time.perf_counter() - start
+        energy = between(totals, self.energy_totals())
+        report = build_report(records, wall, labels=y[: len(records)], workers=self.addresses, hedge=self.hedge,
+                              rejoins=len(self.workers.rejoins), energy=energy)  # fmt: skip
         return SplitEvaluation(correct / max(1, len(x)), len(x), degraded, tuple(latency), tuple(calls), report)
 
     def close(self) -> None:

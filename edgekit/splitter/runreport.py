@@ -1,9 +1,7 @@
 """One report per run of a split plan, from its request records: accuracy when labels are given, end-to-end and
-per-worker latency percentiles, throughput, bytes each way, retries and hedges -- JSON for machines (the CLI
-renders the table, ``timeline.py`` draws the attempts per worker).
-
-Energy per worker is not in it: a worker reads its meters only inside a profile (``profile --on``), not over
-someone else's run, so there is nothing measured to report here.
+per-worker latency percentiles, throughput, bytes each way, retries and hedges, and energy per worker where
+the worker has a meter (``node_energy.py``: its running total read at the run's start and end) -- JSON for
+machines (the CLI renders the table, ``timeline.py`` draws the attempts per worker).
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.splitter.hedging import HedgePolicy
+from edgekit.splitter.node_energy import NodeEnergy
 from edgekit.splitter.records import ANSWERED, CANCELLED, FAILED, RequestRecord
 
 
@@ -49,10 +48,11 @@ class NodeStats:
     compute_ms: Percentiles | None
     bytes_sent: int  # to the worker, answered calls
     bytes_received: int
+    energy: NodeEnergy | None = None  # None: not asked (a run without the workers' totals)
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
-        for key in ("round_trip_ms", "compute_ms"):
+        for key in ("round_trip_ms", "compute_ms", "energy"):
             data[key] = data[key].to_json() if data[key] else None
         return data
 
@@ -94,8 +94,10 @@ def build_report(
     workers: Mapping[str, str] | None = None,
     hedge: HedgePolicy | None = None,
     rejoins: int = 0,
+    energy: Mapping[str, NodeEnergy] | None = None,
 ) -> RunReport:
-    """``labels[i]`` is the class of ``records[i]``'s first sample; ``workers``: name -> address (lanes)."""
+    """``labels[i]`` is the class of ``records[i]``'s first sample; ``workers``: name -> address (lanes);
+    ``energy``: worker -> its energy over the run (``node_energy.between``)."""
     records = tuple(records)
     answered = [r for r in records if r.ok]
     accuracy = None
@@ -118,12 +120,13 @@ def build_report(
         hedges=sum(r.hedges for r in records), hedge_wins=sum(r.hedge_wins for r in records),
         bytes_sent=sum(r.bytes_sent for r in answered), bytes_received=sum(r.bytes_received for r in answered),
         hedge_policy=hedge.label if hedge else "off", rejoins=rejoins,
-        nodes=tuple(_node(name, address, records) for name, address in names.items()), error_messages=errors,
+        nodes=tuple(_node(name, address, records, (energy or {}).get(name)) for name, address in names.items()),
+        error_messages=errors,
         records=records,
     )  # fmt: skip
 
 
-def _node(worker: str, address: str, records: Sequence[RequestRecord]) -> NodeStats:
+def _node(worker: str, address: str, records: Sequence[RequestRecord], energy: NodeEnergy | None) -> NodeStats:
     calls = [c for r in records for c in r.calls if c.worker == worker]
     attempts = [a for r in records for a in r.attempts if a.worker == worker]
     return NodeStats(
@@ -133,4 +136,5 @@ def _node(worker: str, address: str, records: Sequence[RequestRecord]) -> NodeSt
         round_trip_ms=Percentiles.of([c.round_trip_ms for c in calls]),
         compute_ms=Percentiles.of([c.compute_ms for c in calls]),
         bytes_sent=sum(c.bytes_sent for c in calls), bytes_received=sum(c.bytes_received for c in calls),
+        energy=energy,
     )  # fmt: skip

@@ -9,7 +9,9 @@ service (``grpc.health.v1``) says NOT_SERVING and the worker's own health reply 
 bounded (message size, bundle bytes / files / depth, tensor bytes, calls at once) and checked field by field; a
 bad one gets INVALID_ARGUMENT with a one-line reason, never a crash. Callers are authenticated by the fleet's
 mutual TLS and/or a bearer token (``edgekit.fleet``); a drain (SIGTERM) refuses new calls, lets those in flight
-finish within a grace period and reports NOT_SERVING meanwhile.
+finish within a grace period and reports NOT_SERVING meanwhile. Started with an energy meter (``energy``: auto, a
+meter name or none), the worker keeps it running as a cumulative total that ``Energy`` returns: a coordinator
+reads it at a run's start and end for the node's joules over the run.
 """
 
 from __future__ import annotations
@@ -144,10 +146,12 @@ def _servicer_class():
     import grpc
 
     class ShardWorkerService(pb_grpc.ShardWorkerServicer):
-        def __init__(self, store: ShardStore, name: str, limits: UploadLimits):
+        def __init__(self, store: ShardStore, name: str, limits: UploadLimits, energy=None, no_energy: str = ""):
             self.store = store
             self.name = name
             self.limits = limits
+            self.energy = energy  # an EnergyTotalizer, or None (``no_energy`` says why)
+            self.no_energy = no_energy
             self.formats = available_formats()
             # Verifying and loading an upload runs here, one at a time, not on the threads that serve inference.
             self.deploys = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploy")
@@ -191,6 +195,16 @@ def _servicer_class():
                 context.abort(grpc.StatusCode.NOT_FOUND, f"shard {request.shard!r} is not deployed on {self.name}")
             outputs, compute_ms = run_shard(shard, request.inputs, context)
             return pb.InferReply(outputs=[encode(k, v) for k, v in outputs.items()], compute_ms=compute_ms)
+
+        def Energy(self, request, context):  # noqa: N802
+            if self.energy is None:
+                return pb.EnergyReply(reason=self.no_energy)
+            try:
+                total = self.energy.read()
+            except (OSError, ValueError) as exc:
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"energy meter {self.energy.meter.name}: {exc}")
+            return pb.EnergyReply(meter=total.meter, joules=total.joules, seconds=total.seconds,
+                                  since_unix_ns=total.since_unix_ns)  # fmt: skip
 
         def Relay(self, request, context):  # noqa: N802
             from edgekit.splitter.relay import relay
@@ -271,6 +285,8 @@ class RunningWorker:
         self.server.stop(grace).wait()
         self.service.onward.close()
         self.service.deploys.shutdown(wait=False, cancel_futures=True)
+        if self.service.energy:
+            self.service.energy.close()
         self.store.close()
 
 
@@ -308,8 +324,10 @@ def start_worker(
     auth: ServerAuth | None = None,
     max_calls: int = MAX_CALLS,
     limits: UploadLimits | None = None,
+    energy: str = "none",
 ) -> RunningWorker:
-    """Start serving (port 0 picks a free port) at once; stored shards load in the background.
+    """Start serving (port 0 picks a free port) at once; stored shards load in the background. ``energy``: the
+    meter ``Energy`` reports (auto, a meter name or none; a named meter that cannot read raises MeterUnavailable).
 
     Refuses (ConfigError) a non-loopback ``host`` without authentication unless ``auth.insecure``."""
     _, pb_grpc = proto()
@@ -321,6 +339,9 @@ def start_worker(
     if warning:
         log.info("%s", warning)  # the CLI prints it as its one warning line
     check_port(host, port)
+    from edgekit.profiling.energy.totalizer import start_totalizer
+
+    totalizer, no_energy = start_totalizer(energy)  # before listening: a named meter that cannot read is refused
     limits = limits or UploadLimits(max_bytes=max_bundle_bytes)
     store = ShardStore(Path(workdir), threads)
     options = [
@@ -337,7 +358,7 @@ def start_worker(
     # Threads beyond the bound on calls keep health checks answered while every work call is busy.
     pool = futures.ThreadPoolExecutor(max_workers=max_calls + 2, thread_name_prefix="grpc")
     server = grpc.server(pool, options=options, interceptors=[gate])
-    service = _servicer_class()(store, name or f"{os.uname().nodename}:{port}", limits)
+    service = _servicer_class()(store, name or f"{os.uname().nodename}:{port}", limits, totalizer, no_energy)
     from edgekit.splitter.relay import Onward
 
     # A pipeline stage calls the next one as a caller of this fleet: with this worker's own identity and token.

@@ -273,6 +273,8 @@ def test_cli_run_report_timeline_and_hedging(replicated_plan, alive, tmp_path):
     assert {n["worker"] for n in report["nodes"]} == set(alive.addresses)
     assert report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
     assert sum(n["answered"] for n in report["nodes"]) == 30 * len(replicated_plan.shards)
+    for node in report["nodes"]:  # every worker's energy was asked for: joules where it has a meter, else why not
+        assert node["energy"]["joules"] is not None or node["energy"]["reason"], node
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with SplitCoordinator(replicated_plan, alive.addresses, timeout=TIMEOUT, hedge_after=1) as coordinator:
         x = np.zeros((1, 1, 8, 8), np.float32)

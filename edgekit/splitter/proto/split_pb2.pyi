@@ -161,3 +161,21 @@ class RelayReply(_message.Message):
     outputs: _containers.RepeatedCompositeFieldContainer[Tensor]
     stages: _containers.RepeatedCompositeFieldContainer[StageTime]
     def __init__(self, outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[StageTime, _Mapping]]] = ...) -> None: ...
+
+class EnergyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EnergyReply(_message.Message):
+    __slots__ = ("meter", "joules", "seconds", "since_unix_ns", "reason")
+    METER_FIELD_NUMBER: _ClassVar[int]
+    JOULES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    meter: str
+    joules: float
+    seconds: float
+    since_unix_ns: int
+    reason: str
+    def __init__(self, meter: _Optional[str] = ..., joules: _Optional[float] = ..., seconds: _Optional[float] = ..., since_unix_ns: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...

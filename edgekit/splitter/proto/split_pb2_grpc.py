@@ -64,6 +64,11 @@ class ShardWorkerStub:
                 request_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.RelayRequest.SerializeToString,
                 response_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.RelayReply.FromString,
                 _registered_method=True)
+        self.Energy = channel.unary_unary(
+                '/edgekit.split.v1.ShardWorker/Energy',
+                request_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.EnergyRequest.SerializeToString,
+                response_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.EnergyReply.FromString,
+                _registered_method=True)
 
 
 class ShardWorkerServicer:
@@ -106,6 +111,13 @@ class ShardWorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Energy(self, request, context):
+        """the worker's meter as a cumulative counter
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardWorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +150,11 @@ def add_ShardWorkerServicer_to_server(servicer, server):
                     servicer.Relay,
                     request_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.RelayRequest.FromString,
                     response_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.RelayReply.SerializeToString,
+            ),
+            'Energy': grpc.unary_unary_rpc_method_handler(
+                    servicer.Energy,
+                    request_deserializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.EnergyRequest.FromString,
+                    response_serializer=edgekit_dot_splitter_dot_proto_dot_split__pb2.EnergyReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -302,6 +319,33 @@ class ShardWorker:
             '/edgekit.split.v1.ShardWorker/Relay',
             edgekit_dot_splitter_dot_proto_dot_split__pb2.RelayRequest.SerializeToString,
             edgekit_dot_splitter_dot_proto_dot_split__pb2.RelayReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Energy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgekit.split.v1.ShardWorker/Energy',
+            edgekit_dot_splitter_dot_proto_dot_split__pb2.EnergyRequest.SerializeToString,
+            edgekit_dot_splitter_dot_proto_dot_split__pb2.EnergyReply.FromString,
             options,
             channel_credentials,
             insecure,
