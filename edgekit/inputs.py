@@ -36,6 +36,16 @@ def read_array_file(path: str | Path) -> dict[str, np.ndarray] | np.ndarray:
     return loaded
 
 
+def read_one_array(path: str | Path) -> np.ndarray:
+    """The single array a .npy / .npz file holds (an .npz with several arrays is refused)."""
+    array = read_array_file(path)
+    if isinstance(array, dict):
+        if len(array) != 1:
+            raise InputError(f"{path}: expected one array, found {len(array)}")
+        array = next(iter(array.values()))
+    return np.asarray(array)
+
+
 def inputs_from_files(specs: Sequence[TensorSpec], paths: Sequence[str]) -> dict[str, np.ndarray]:
     """Map files onto the graph's inputs: ``name=file.npy``, files in input order, or one ``.npz`` by name."""
     named: dict[str, np.ndarray] = {}

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from edgekit.cli import render
 from edgekit.cli.app import session
-from edgekit.errors import InputError
 from edgekit.validate import softmax
 
 
@@ -51,14 +48,9 @@ def run_pipeline(plan, workers, input_file, eval_data, limit, timeout, redeploy,
 
 
 def _infer_file(runner, plan, input_file: str) -> dict:
-    from edgekit.inputs import read_array_file
+    from edgekit.inputs import read_one_array
 
-    array = read_array_file(input_file)
-    if isinstance(array, dict):
-        if len(array) != 1:
-            raise InputError(f"{input_file}: expected one array, found {len(array)}")
-        array = next(iter(array.values()))
-    output = runner.infer(np.asarray(array))
+    output = runner.infer(read_one_array(input_file))
     label = plan.class_names[int(output.prediction[0])]
     probs = softmax(output.logits[0])
     stages = ", ".join(f"{s.shard}@{render.text(s.worker)} {s.compute_ms:.2f} ms" for s in output.stages)

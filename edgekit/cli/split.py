@@ -12,7 +12,6 @@ import threading
 from pathlib import Path
 
 import click
-import numpy as np
 
 from edgekit.cli import render
 from edgekit.cli.app import requiet, session
@@ -235,14 +234,9 @@ def infer_split(plan_dir, workers, input_file, eval_data, limit, timeout, degrad
 
 
 def _infer_file(coordinator, plan, input_file: str) -> dict:
-    from edgekit.inputs import read_array_file
+    from edgekit.inputs import read_one_array
 
-    array = read_array_file(input_file)
-    if isinstance(array, dict):
-        if len(array) != 1:
-            raise InputError(f"{input_file}: expected one array, found {len(array)}")
-        array = next(iter(array.values()))
-    output = coordinator.infer(np.asarray(array))
+    output = coordinator.infer(read_one_array(input_file))
     label = plan.class_names[int(output.prediction[0])]
     probs = softmax(output.logits[0])
     mark = " [yellow](degraded: without " + ", ".join(output.missing) + ")[/yellow]" if output.degraded else ""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.errors import ConfigError
+from edgekit.splitter.local import stop_process
 
 _READY = re.compile(r"model (\S+) .* on gRPC (\S+):(\d+)(?:, HTTP on \S+:(\d+))?")
 
@@ -36,13 +37,7 @@ class LocalServer:
         return f"{self.host}:{self.http_port}"
 
     def stop(self, sig: int = signal.SIGTERM, wait: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, sig, wait)
 
     def __enter__(self) -> LocalServer:
         return self

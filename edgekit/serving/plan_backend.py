@@ -92,7 +92,9 @@ class PlanBackend:
         from edgekit.splitter.runreport import build_report
 
         records = list(self.records)
-        wall = (max(r.started_s + r.latency_ms / 1e3 for r in records) - records[0].started_s) if records else 0.0
+        # records arrive as requests finish, not as they start
+        wall = (max(r.started_s + r.latency_ms / 1e3 for r in records) - min(r.started_s for r in records)
+                if records else 0.0)  # fmt: skip
         c = self.coordinator
         energy = between(self.energy_at_start, c.energy_totals())  # over the server's life, idle time included
         report = build_report(records, wall, workers=c.addresses, hedge=c.hedge, rejoins=len(c.workers.rejoins),

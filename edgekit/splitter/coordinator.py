@@ -25,11 +25,12 @@ import numpy as np
 
 from edgekit.errors import ConfigError, InputError, WorkerError
 from edgekit.fleet.auth import ClientAuth
+from edgekit.profiling.energy.totalizer import EnergyTotal
 from edgekit.splitter.deploy import DEPLOY_SECONDS, DeployOutcome, bundle_chunks, deploy_parallel
 from edgekit.splitter.devices import AUTO
 from edgekit.splitter.dispatch import Dispatcher
 from edgekit.splitter.hedging import HedgePolicy, ShardLatencies
-from edgekit.splitter.node_energy import MeterTotal, between, read_totals
+from edgekit.splitter.node_energy import between, read_totals
 from edgekit.splitter.plan import ShardPlan, SplitPlan
 from edgekit.splitter.records import RequestRecord, ShardCall
 from edgekit.splitter.runreport import RunReport, build_report
@@ -172,7 +173,7 @@ class SplitCoordinator:
         self._check_coverage()
         return replies
 
-    def energy_totals(self) -> dict[str, MeterTotal]:
+    def energy_totals(self) -> dict[str, EnergyTotal]:
         """Each worker's running energy total (or why it has none), in parallel: read one at a run's start and one
         at its end, and ``node_energy.between`` gives each node's joules over the run."""
         return read_totals(self.workers.stubs, self.timeout)

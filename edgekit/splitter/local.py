@@ -36,12 +36,18 @@ class LocalWorker:
     def stop(self, sig: int = signal.SIGTERM, wait: float = 10.0) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, sig, wait)
+
+
+def stop_process(proc: subprocess.Popen, sig: int, wait: float) -> None:
+    """``sig`` to a running ``proc``, then SIGKILL if it has not exited after ``wait`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def start_local_worker(

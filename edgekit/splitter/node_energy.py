@@ -12,20 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edgekit.profiling.energy.totalizer import EnergyTotal
 from edgekit.splitter.wire import proto
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MeterTotal:
-    """One worker's answer to ``Energy``: its total so far, or why it has none."""
-
-    meter: str = ""  # empty: no total (``reason`` says why)
-    joules: float = 0.0
-    seconds: float = 0.0
-    since_unix_ns: int = 0
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,7 +36,7 @@ class NodeEnergy:
                 "mean_watts": None if watts is None else round(watts, 6), "reason": self.reason}  # fmt: skip
 
 
-def read_totals(stubs: Mapping[str, Any], timeout: float) -> dict[str, MeterTotal]:
+def read_totals(stubs: Mapping[str, Any], timeout: float) -> dict[str, EnergyTotal]:
     """Every worker's total, asked in parallel; a worker that does not answer gets a reason instead."""
     import grpc
 
@@ -58,19 +48,19 @@ def read_totals(stubs: Mapping[str, Any], timeout: float) -> dict[str, MeterTota
             r = call.result()
         except grpc.RpcError as exc:
             why = "its edgekit predates the Energy call" if exc.code() == grpc.StatusCode.UNIMPLEMENTED else None
-            totals[device] = MeterTotal(reason=why or f"energy not read: {exc.code().name} {exc.details() or ''}")
+            totals[device] = EnergyTotal(reason=why or f"energy not read: {exc.code().name} {exc.details() or ''}")
             log.info("worker %s: %s", device, totals[device].reason)
             continue
-        totals[device] = MeterTotal(r.meter, r.joules, r.seconds, r.since_unix_ns, r.reason)
+        totals[device] = EnergyTotal(r.meter, r.joules, r.seconds, r.since_unix_ns, r.reason)
     return totals
 
 
-def between(start: Mapping[str, MeterTotal], end: Mapping[str, MeterTotal]) -> dict[str, NodeEnergy]:
+def between(start: Mapping[str, EnergyTotal], end: Mapping[str, EnergyTotal]) -> dict[str, NodeEnergy]:
     """Each worker's energy from its total at ``start`` to its total at ``end``."""
     energy = {}
     for device in dict.fromkeys([*start, *end]):
-        a, b = start.get(device, MeterTotal(reason="not read at the start")), end.get(device)
-        b = b or MeterTotal(reason="not read at the end")
+        a, b = start.get(device, EnergyTotal(reason="not read at the start")), end.get(device)
+        b = b or EnergyTotal(reason="not read at the end")
         if not a.meter or not b.meter:
             energy[device] = NodeEnergy(None, None, None, a.reason if not a.meter else b.reason)
         elif a.since_unix_ns != b.since_unix_ns or a.meter != b.meter:

@@ -12,8 +12,9 @@ import pytest
 
 from edgekit.errors import WorkerError
 from edgekit.fleet.auth import ClientAuth
+from edgekit.profiling.energy.totalizer import EnergyTotal
 from edgekit.splitter.local import start_local_worker
-from edgekit.splitter.node_energy import MeterTotal, between, read_totals
+from edgekit.splitter.node_energy import between, read_totals
 from edgekit.splitter.runreport import build_report
 from edgekit.splitter.wire import proto
 from edgekit.splitter.workerset import WorkerSet
@@ -126,9 +127,9 @@ def test_a_named_meter_that_cannot_read_stops_the_worker_at_start(tmp_path, work
 
 
 def test_a_restart_between_the_readings_gives_no_energy():
-    a = MeterTotal("hwmon", 10.0, 5.0, since_unix_ns=1)
-    assert between({"w": a}, {"w": MeterTotal("hwmon", 12.0, 6.0, since_unix_ns=1)})["w"].joules == pytest.approx(2.0)
-    restarted = between({"w": a}, {"w": MeterTotal("hwmon", 1.0, 1.0, since_unix_ns=2)})["w"]
+    a = EnergyTotal("hwmon", 10.0, 5.0, since_unix_ns=1)
+    assert between({"w": a}, {"w": EnergyTotal("hwmon", 12.0, 6.0, since_unix_ns=1)})["w"].joules == pytest.approx(2.0)
+    restarted = between({"w": a}, {"w": EnergyTotal("hwmon", 1.0, 1.0, since_unix_ns=2)})["w"]
     assert restarted.joules is None and "restarted" in restarted.reason
     gone = between({"w": a}, {})["w"]
     assert gone.joules is None and gone.reason == "not read at the end"

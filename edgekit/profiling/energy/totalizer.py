@@ -26,10 +26,13 @@ COUNTER_INTERVAL_S = 10.0  # RAPL's package counter wraps after hours at edge-de
 
 @dataclass(frozen=True)
 class EnergyTotal:
-    meter: str
-    joules: float  # since metering started
-    seconds: float  # since metering started, on this process's clock
-    since_unix_ns: int  # when metering started: tells one process's totals from a restarted one's
+    """A meter's total so far (what a worker's ``Energy`` returns), or why there is none."""
+
+    meter: str = ""  # empty: no total (``reason`` says why)
+    joules: float = 0.0  # since metering started
+    seconds: float = 0.0  # since metering started, on the metered process's clock
+    since_unix_ns: int = 0  # when metering started: tells one process's totals from a restarted one's
+    reason: str = ""
 
 
 class EnergyTotalizer:
