@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--out", default="build/bench-split")
     parser.add_argument("--devices", default="1,2,3,4", help="N values (1 = the full model on one worker).")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--finetune-epochs", type=int, default=24)
+    parser.add_argument("--finetune-epochs", type=int, default=40)
     parser.add_argument("--partition", default="balanced")
     parser.add_argument("--threads", type=int, default=1, help="Runtime threads per worker (they share the cores).")
     parser.add_argument(
@@ -138,6 +138,12 @@ def main() -> None:
     parser.add_argument("--link-mbps", type=float, default=100.0, help="--fleet: each device's link (Mbit/s).")
     parser.add_argument("--memory-mb", type=int, default=512, help="--fleet: each device's memory limit (MB).")
     parser.add_argument("--reuse", action="store_true", help="--fleet: reuse plans an earlier run wrote to --out.")
+    parser.add_argument(
+        "--shrink",
+        type=float,
+        default=2.75,
+        help="--fleet: each edvit shard at most 1/(shrink x N) of the model (0: 1/N).",
+    )
     parser.add_argument("--shares", type=int, default=4096, help="--fleet: cpu.shares of each device's group.")
     parser.add_argument("--stream-samples", type=int, default=200, help="--fleet: requests in the stream.")
     parser.add_argument("--json", help="Write the rows as JSON.")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -27,8 +28,8 @@ from rich.table import Table
 from split import fusion_seed_spread
 
 from edgekit._native import quiet_toolchain_logs
+from edgekit.cpu import host_cpu
 from edgekit.data import load_dataset
-from edgekit.runtimes.budget import cpu_model
 from edgekit.splitter.devices import DeviceSpec
 from edgekit.splitter.edvit import SplitSettings, plan_split
 
@@ -94,7 +95,7 @@ def main() -> None:
     parser.add_argument("--shrink", type=float, default=2.75, help="Each shard at most 1/(shrink x N) of the model.")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--config", type=json.loads, default=CONFIG, help="The full model's vit_digits settings.")
-    parser.add_argument("--finetune-epochs", type=int, default=24)
+    parser.add_argument("--finetune-epochs", type=int, default=40)
     parser.add_argument("--partition", default="balanced")
     parser.add_argument("--json", help="Write the rows as JSON.")
     args = parser.parse_args()
@@ -112,7 +113,7 @@ def main() -> None:
     title = (f"ED-ViT shards of vit_digits {args.config}, {args.epochs} epochs "
              f"({full['full_parameters']:,} feature parameters, "
              f"{full['full_accuracy']:.2%} held out) on digits, ONNX, {args.finetune_epochs} distillation epochs; "
-             f"{cpu_model()} (loaded)")  # fmt: skip
+             f"{host_cpu().summary()}, load {os.getloadavg()[0]:.1f} at the end")  # fmt: skip
     table = Table(title=title)
     for col in ("N", "fused acc", "drop (pts)", "fusion seeds 0-2", "largest shard", "reduction", "target",
                 "all shards", "largest KB", "all KB"):  # fmt: skip

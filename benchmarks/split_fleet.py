@@ -29,6 +29,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from edgekit.cpu import host_cpu
 from edgekit.data import load_dataset
 from edgekit.splitter import SplitCoordinator, load_plan
 from edgekit.splitter.devices import DeviceSpec, EmulateSpec
@@ -139,8 +140,9 @@ def run_n(n: int, weights: Path, out: Path, args, spec: EmulateSpec, console: Co
         devices = [DeviceSpec(name, None, spec.memory_bytes, gflops, "onnx", spec.link_mbps, emulate=spec)
                    for name in names]  # fmt: skip
         split = load_dataset("digits", (1, 1, 8, 8))
-        wanted = {"edvit": (f"fleet-edvit-n{n}", devices, SplitSettings(finetune_epochs=args.finetune_epochs,
-                                                                        partition=args.partition)),
+        keep = 1 / (args.shrink * n) if args.shrink else None  # None: each shard at most 1/N of the model
+        edvit = SplitSettings(finetune_epochs=args.finetune_epochs, partition=args.partition, keep_ratio=keep)
+        wanted = {"edvit": (f"fleet-edvit-n{n}", devices, edvit),
                   "pipeline": (f"fleet-pipeline-n{n}", devices, SplitSettings(strategy="pipeline"))}  # fmt: skip
         if n == min(int(v) for v in args.devices.split(",")):
             wanted = {"full": ("fleet-full", devices[:1], SplitSettings(keep_ratio=1.0, finetune_epochs=0)), **wanted}
@@ -185,10 +187,10 @@ def _row(kind, n, plan, result, gflops, spec, seed_spread) -> dict:
 
 
 def table(rows: list[dict], config: dict, full_params: int, spec: EmulateSpec) -> Table:
-    cpu = _cpu_name()
+    cpu = f"{host_cpu().summary()}, load {os.getloadavg()[0]:.1f}"
     title = (f"vit_digits {config} ({full_params:,} parameters) on digits (359 held-out); emulated Pi-class devices: "
              f"{spec.cpus} cpu (cgroup quota over 10 ms), {spec.link_mbps:g} Mbit/s tbf, "
-             f"{spec.memory_bytes // 10**6} MB each; host {cpu}, loaded by other work")  # fmt: skip
+             f"{spec.memory_bytes // 10**6} MB each; host {cpu}")  # fmt: skip
     t = Table(title=title)
     for col in ("strategy", "N", "stages", "model acc", "accuracy", "largest shard", "total size", "single ms",
                 "est ms", "speed-up", "stream /s", "vs full", "bytes/req", "classes or blocks",
@@ -214,11 +216,6 @@ def markdown(shown: Table, count: int) -> str:
     lines = ["| " + " | ".join(str(c.header) for c in shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += ["| " + " | ".join(str(c._cells[i]) for c in shown.columns) + " |" for i in range(count)]
     return "\n".join(lines)
-
-
-def _cpu_name() -> str:
-    text = Path("/proc/cpuinfo").read_text()
-    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
 
 
 def _interrupt(*_) -> None:
