@@ -35,7 +35,7 @@ from edgekit.validate import softmax
 @click.option("--data", default="digits", show_default=True,
               help="Built-in dataset, or an .npz with x_train, y_train, x_test, y_test.")  # fmt: skip
 @click.option("--epochs", default=30, show_default=True, help="Training epochs of the full model (without -w).")
-@click.option("--finetune-epochs", default=24, show_default=True, help="Distillation epochs per sub-model.")
+@click.option("--finetune-epochs", default=40, show_default=True, help="Distillation epochs per sub-model.")
 @click.option("--keep", type=float, help="Each shard's share of the model's parameters (default 1/N), within memory.")
 @click.option("--latency-ms", type=float, help="Each shard's FLOPs within this many ms at its device's GFLOP/s.")
 @click.option("--seed", default=0, show_default=True)

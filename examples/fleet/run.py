@@ -41,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="build/demo-fleet")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs of the full model")
-    parser.add_argument("--finetune-epochs", type=int, default=24, help="distillation epochs per shard")
+    parser.add_argument("--finetune-epochs", type=int, default=40, help="distillation epochs per shard")
     args = parser.parse_args()
     console = Console()
     out = Path(args.out)
