@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
 import signal
 import subprocess
 import sys
@@ -69,17 +70,40 @@ def start_local_worker(
     proc = subprocess.Popen(
         [*command, "--name", name, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
     )
-    deadline = time.monotonic() + ready_seconds
-    line = ""
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        match = _READY.search(line)
-        if match:
-            return LocalWorker(name, proc, match.group(1), Path(workdir))
-        if proc.poll() is not None:
-            break
+    address, last = _wait_ready(proc, time.monotonic() + ready_seconds)
+    if address:
+        return LocalWorker(name, proc, address, Path(workdir))
     proc.kill()
-    raise WorkerError(name, f"did not start ({line.strip() or 'no output'}); run `edgekit worker` by hand to see why")
+    why = last or ("no output" if proc.poll() is not None else f"no ready line within {ready_seconds:g} s")
+    raise WorkerError(name, f"did not start ({why}); run `edgekit worker` by hand to see why")
+
+
+def _wait_ready(proc: subprocess.Popen, deadline: float) -> tuple[str | None, str]:
+    """The address from the worker's ready line, and the last line it printed, reading until ``deadline``.
+
+    Reads the pipe's descriptor through a selector, not ``readline()``: a worker that is alive but never
+    prints (a fleet benchmark run once blocked there 20 minutes on a worker that was serving) must not block
+    its caller past the deadline.
+    """
+    fd, pending, last = proc.stdout.fileno(), b"", ""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not selector.select(timeout=min(left, 1.0)):
+                if proc.poll() is not None:
+                    break
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:  # end of file: the worker exited
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace").strip()
+                last = line or last
+                match = _READY.search(line)
+                if match:
+                    return match.group(1), last
+    return None, last
 
 
 class LocalWorkers:
