@@ -157,9 +157,12 @@ def worker(host, port, workdir, name, threads, max_message_mb, tls, token_file, 
                "background)")  # fmt: skip
     sys.stdout.flush()
     stop.wait()
+    # Draining comes first: callers must see NOT_SERVING at once, and the mDNS goodbye (zeroconf's close) can take
+    # its time. (A netns test once saw a worker still SERVING 10 s after SIGTERM when the close came first.)
+    drained = running.drain(grace)
     if announcer:
         announcer.close()
-    if not running.drain(grace):
+    if not drained:
         session().err.print(f"grace period of {grace:g} s over: cutting {running.gate.active} call(s) short")
     running.stop()
 
