@@ -5,14 +5,13 @@ Rendering only -- the work is in ``edgekit.serving``.
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 
 import click
 
 from edgekit.cli.app import session
 from edgekit.cli.options import tls_option, token_option
+from edgekit.cli.stop_signal import StopSignal
 
 
 @click.command()
@@ -71,9 +70,7 @@ def serve(path, host, port, http_port, no_http, name, graph, threads, workers, t
     except BaseException:
         backend.close()
         raise
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopSignal()
     meta = backend.metadata
     http = f", HTTP on {host}:{running.http_port}" if running.http_port is not None else ""
     click.echo(f"edgekit serve: model {meta.name} (version {meta.version}, {meta.platform}) on gRPC "

@@ -6,9 +6,7 @@ Rendering only -- the work is in ``edgekit.splitter``.
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
 
 import click
@@ -17,6 +15,7 @@ from edgekit.cli import render
 from edgekit.cli.app import requiet, session
 from edgekit.cli.options import parse_settings, set_option, tls_option, token_option
 from edgekit.cli.split_report import node_table, replica_lines, run_summary
+from edgekit.cli.stop_signal import StopSignal
 from edgekit.errors import InputError
 from edgekit.validate import softmax
 
@@ -141,9 +140,7 @@ def worker(host, port, workdir, name, threads, max_message_mb, tls, token_file, 
     name = name or (auth.identity.name if auth.identity else None)  # a TLS worker is the device its cert names
     running = start_worker(host, port, workdir, name, threads, max_message_bytes=max_message_mb << 20, auth=auth,
                            max_calls=max_calls, energy=energy)  # fmt: skip
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopSignal()
     announcer = None
     if announce or (announce is None and not is_loopback(host)):
         try:
