@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from split import fusion_seed_spread
+from split import PARTITION_HELP, SHRINK, fusion_seed_spread
 
 from edgekit._native import quiet_toolchain_logs
 from edgekit.cpu import host_cpu
@@ -92,15 +92,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="build/bench-compression")
     parser.add_argument("--devices", default="2,4,10", help="N values.")
-    parser.add_argument("--shrink", type=float, default=2.75, help="Each shard at most 1/(shrink x N) of the model.")
+    parser.add_argument("--shrink", type=float, default=SHRINK, help="Each shard at most 1/(shrink x N) of the model.")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--config", type=json.loads, default=CONFIG, help="The full model's vit_digits settings.")
-    parser.add_argument("--finetune-epochs", type=int, default=40)
-    parser.add_argument(
-        "--partition",
-        default="confusion",
-        help="balanced, contiguous or confusion (at N = 4 it stayed within 1 point, balanced did not).",
-    )
+    parser.add_argument("--finetune-epochs", type=int, default=SplitSettings.finetune_epochs)
+    parser.add_argument("--partition", default="confusion", help=PARTITION_HELP)
     parser.add_argument("--json", help="Write the rows as JSON.")
     args = parser.parse_args()
     quiet_toolchain_logs()

@@ -5,8 +5,8 @@ partitions the classes over the demo's three devices, distils one pruned sub-mod
 fusion head, all with the same seed, then exports. This script does the same up to the export (the accuracy
 the demo prints as "fused split" is the fusion head's, computed here the same way before anything is
 exported), for each seed and each recipe asked for, and prints full and fused held-out accuracy, the drop, and
-the mean and range over seeds. ``--recipe`` takes SplitSettings fields as JSON, one recipe per flag; none
-means the default recipe (what the demo runs).
+the mean and range over seeds. ``--recipe`` takes SplitSettings fields as JSON, one recipe per flag (``epochs``
+among them: the full model's); none means the default recipe (what the demo runs).
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ def fused_accuracy(spec, settings: SplitSettings, staging: Path) -> tuple[float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--epochs", type=int, default=30, help="the full model's training epochs (the demo's)")
     parser.add_argument("--recipe", action="append", type=json.loads, help="SplitSettings fields as JSON")
     parser.add_argument("--out", default="build/bench-split-seeds")
     parser.add_argument("--json", help="Write the rows as JSON.")
@@ -77,7 +76,7 @@ def main() -> None:
         for seed in seeds:
             settings = replace(SplitSettings(seed=seed), **recipe)
             with console.status(f"seed {seed}, recipe {recipe or 'default'}", spinner="dots"):
-                spec = full_model(seed, args.epochs, out)
+                spec = full_model(seed, settings.epochs, out)
                 full, fused, seconds = fused_accuracy(spec, settings, out)
             rows.append({"recipe": recipe, "seed": seed, "full": full, "fused": fused, "seconds": seconds})
             console.print(f"recipe {json.dumps(recipe) if recipe else 'default'}, seed {seed}: full {full:.2%}, "

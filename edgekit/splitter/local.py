@@ -68,13 +68,14 @@ def start_local_worker(
     command += ["--workdir", str(workdir)]
     env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [*command, "--name", name, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+        [*command, "--name", name, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
     )
     address, last = _wait_ready(proc, time.monotonic() + ready_seconds)
     if address:
         return LocalWorker(name, proc, address, Path(workdir))
-    proc.kill()
+    # Asked before the kill: after it, a silent live worker would read as one that exited.
     why = last or ("no output" if proc.poll() is not None else f"no ready line within {ready_seconds:g} s")
+    proc.kill()
     raise WorkerError(name, f"did not start ({why}); run `edgekit worker` by hand to see why")
 
 

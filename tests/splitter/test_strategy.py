@@ -140,3 +140,13 @@ def test_each_shard_budget_is_its_share_its_devices_memory_and_the_latency_at_it
     for _, budget in budgets:
         result = search_structure(shape, Importance.uniform(shape, 1.0), budget)
         assert shape.flops(result.structure) <= budget.max_flops and "flops" in result.binding
+
+
+def test_the_cli_defaults_are_the_settings_defaults():
+    # The CLI spells its defaults out (importing the strategies at start would pull torch into every command).
+    from edgekit.cli.split import split
+
+    defaults = {p.name: p.default for p in split.params}
+    settings = SplitSettings()
+    for name in ("epochs", "finetune_epochs", "seed", "partition"):
+        assert defaults[name] == getattr(settings, name), name
